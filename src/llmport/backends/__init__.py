@@ -1,0 +1,1 @@
+"""The compute under the engine: llama.cpp through its low-level C API."""

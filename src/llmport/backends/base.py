@@ -1,0 +1,100 @@
+"""The contract between the engine and a compute backend.
+
+A backend owns one model and one context with a unified KV cache addressed by
+integer *slots* (llama.cpp sequence ids). The engine decides what to run; the
+backend only runs it. Nothing here is thread-safe: one engine loop owns it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from llmport.types import SamplingParams
+
+Int32Array = npt.NDArray[np.int32]
+FloatMatrix = npt.NDArray[np.float32]
+
+
+class KvCacheFull(Exception):
+    """llama.cpp found no KV cells for the batch; its memory is as before the call."""
+
+
+class DecodeBatch(NamedTuple):
+    """Tokens for one forward pass; row i of the result is the i-th token with ``is_output``."""
+
+    token_ids: Int32Array
+    positions: Int32Array
+    slots: Int32Array
+    is_output: npt.NDArray[np.int8]
+
+
+class TokenSampler(Protocol):
+    """A per-sequence sampling chain with its own state (penalty history, RNG)."""
+
+    def sample(self, output_index: int) -> int:
+        """Pick a token from output row ``output_index`` of the last decode and accept it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """One loaded model. The engine owns it and calls ``close()`` exactly once."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def max_model_len(self) -> int:
+        """Longest sequence (prompt + output) one slot may hold."""
+        ...
+
+    @property
+    def num_kv_tokens(self) -> int:
+        """KV cells shared by all slots."""
+        ...
+
+    @property
+    def num_slots(self) -> int:
+        """Slots (sequence ids) usable at once, running and cached together."""
+        ...
+
+    @property
+    def eog_token_ids(self) -> frozenset[int]: ...
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def piece(self, token_id: int) -> bytes:
+        """The token's raw bytes (maybe part of a UTF-8 character); b"" for control tokens."""
+        ...
+
+    def decode(self, batch: DecodeBatch) -> FloatMatrix:
+        """Run the batch; return its output logits, valid until the next call.
+
+        Raises KvCacheFull (nothing changed) when the cache has no room.
+        """
+        ...
+
+    def remove(self, slot: int, start: int = 0) -> None:
+        """Free the slot's cells at positions >= start."""
+        ...
+
+    def copy_prefix(self, src_slot: int, dst_slot: int, num_tokens: int) -> None:
+        """Share src's first ``num_tokens`` cells with dst (no data is copied)."""
+        ...
+
+    def can_reuse_prefix(self, slot: int, num_tokens: int) -> bool:
+        """Whether the slot still holds what a continuation after ``num_tokens`` needs
+        (sliding-window layers drop old cells)."""
+        ...
+
+    def slot_positions(self, slot: int) -> tuple[int, int] | None:
+        """(min, max) positions the slot holds according to llama.cpp, None if empty."""
+        ...
+
+    def new_sampler(self, params: SamplingParams, seed: int) -> TokenSampler: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,349 @@
+"""llama.cpp through llama-cpp-python's low-level ctypes API.
+
+All ctypes calls of llmport live here, behind typed wrappers with a
+deterministic ``close()``. The batch arrays are numpy buffers owned by this
+object, so filling a batch is a few vectorised copies, not a Python loop.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from pathlib import Path
+
+import llama_cpp as llama
+import numpy as np
+
+from llmport.backends.base import DecodeBatch, FloatMatrix, KvCacheFull
+from llmport.backends.memory import available_memory_bytes
+from llmport.config import EngineConfig
+from llmport.errors import ModelLoadFailed, ServerError
+from llmport.types import SamplingParams
+
+logger = logging.getLogger(__name__)
+native_logger = logging.getLogger("llmport.llama_cpp")
+
+_GGML_TYPES = {
+    "f32": llama.GGML_TYPE_F32,
+    "f16": llama.GGML_TYPE_F16,
+    "bf16": 30,  # GGML_TYPE_BF16 (not exported by llama_cpp)
+    "q8_0": llama.GGML_TYPE_Q8_0,
+    "q5_1": llama.GGML_TYPE_Q5_1,
+    "q5_0": llama.GGML_TYPE_Q5_0,
+    "q4_1": llama.GGML_TYPE_Q4_1,
+    "q4_0": llama.GGML_TYPE_Q4_0,
+    "iq4_nl": llama.GGML_TYPE_IQ4_NL,
+}
+_BYTES_PER_KV_ELEMENT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32}
+# ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. Its warnings are mostly
+# about model files users cannot change, so they log at INFO; errors stay errors.
+_LOG_LEVELS = {3: logging.INFO, 4: logging.ERROR}
+#: llama.cpp's LLAMA_MAX_SEQ.
+_MAX_SLOTS = 256
+#: Share of available memory the default KV cache may take.
+_KV_MEMORY_SHARE = 0.25
+
+
+@llama.llama_log_callback  # type: ignore[untyped-decorator]
+def _log_to_python(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    message = text.decode(errors="replace").rstrip()
+    if message:
+        native_logger.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", message)
+
+
+def _init_process() -> None:
+    """Route llama.cpp's logging into Python logging; init the backend once per process."""
+    llama.llama_log_set(_log_to_python, ctypes.c_void_p(0))
+    llama.llama_backend_init()
+
+
+_init_process()
+
+
+def supports_gpu_offload() -> bool:
+    return bool(llama.llama_supports_gpu_offload())
+
+
+class LlamaCppBackend:
+    """One GGUF model and one context whose unified KV cache all slots share."""
+
+    def __init__(self, model_path: Path, config: EngineConfig) -> None:
+        self._model = self._load_model(model_path, config)
+        self._vocab = llama.llama_model_get_vocab(self._model)
+        self._vocab_size = int(llama.llama_vocab_n_tokens(self._vocab))
+        self._n_swa = int(llama.llama_model_n_swa(self._model))
+        self._max_model_len, num_kv_tokens = self._context_sizes(config)
+        self._num_slots = min(_MAX_SLOTS, config.max_num_seqs + _prefix_slots(config))
+        self._ctx = self._new_context(config, num_kv_tokens)
+        self._num_kv_tokens = int(llama.llama_n_ctx(self._ctx))
+        self._memory = llama.llama_get_memory(self._ctx)
+        self._batch_size = config.max_num_batched_tokens
+        self._max_outputs = config.max_num_seqs
+        self._init_batch(self._batch_size)
+        self._pieces: dict[int, bytes] = {}
+        self._eog_token_ids = frozenset(
+            t for t in range(self._vocab_size) if llama.llama_vocab_is_eog(self._vocab, t)
+        )
+        self._add_bos = bool(llama.llama_vocab_get_add_bos(self._vocab))
+
+    # -- loading ---------------------------------------------------------------
+
+    @staticmethod
+    def _load_model(model_path: Path, config: EngineConfig) -> llama.llama_model_p:
+        params = llama.llama_model_default_params()
+        params.n_gpu_layers = _gpu_layers(config.n_gpu_layers)
+        model = llama.llama_model_load_from_file(str(model_path).encode(), params)
+        if not model:
+            raise ModelLoadFailed(f"llama.cpp could not load {model_path} (see the log)")
+        return model
+
+    def _context_sizes(self, config: EngineConfig) -> tuple[int, int]:
+        """(max_model_len, KV cells): trained length by default, capped by memory."""
+        trained = int(llama.llama_model_n_ctx_train(self._model))
+        max_model_len = config.max_model_len or trained
+        if config.max_num_kv_tokens is not None:
+            return min(max_model_len, config.max_num_kv_tokens), config.max_num_kv_tokens
+        affordable = int(
+            _KV_MEMORY_SHARE * available_memory_bytes() / self._kv_bytes_per_token(config)
+        )
+        num_kv_tokens = max(256, min(max_model_len, affordable))
+        if num_kv_tokens < max_model_len:
+            logger.warning(
+                "KV cache capped at %d tokens by memory (model trained for %d)",
+                num_kv_tokens,
+                trained,
+            )
+        return min(max_model_len, num_kv_tokens), num_kv_tokens
+
+    def _kv_bytes_per_token(self, config: EngineConfig) -> float:
+        n_layer = int(llama.llama_model_n_layer(self._model))
+        n_embd = int(llama.llama_model_n_embd(self._model))
+        n_head = max(1, int(llama.llama_model_n_head(self._model)))
+        n_head_kv = int(llama.llama_model_n_head_kv(self._model))
+        per_element = _BYTES_PER_KV_ELEMENT.get(config.kv_ggml_type_name, 0.6)
+        return 2.0 * n_layer * (n_embd // n_head) * n_head_kv * per_element
+
+    def _new_context(self, config: EngineConfig, num_kv_tokens: int) -> llama.llama_context_p:
+        params = llama.llama_context_default_params()
+        params.n_ctx = num_kv_tokens
+        params.n_batch = params.n_ubatch = config.max_num_batched_tokens
+        params.n_seq_max = self._num_slots
+        # llama.cpp sizes its logits buffer max(outputs, n_seq_max) rows and asserts
+        # n_outputs_max covers it; we output at most one row per sequence.
+        params.n_outputs_max = self._num_slots
+        threads = config.num_threads or len(os.sched_getaffinity(0))
+        params.n_threads = params.n_threads_batch = threads
+        kv_type = _GGML_TYPES[config.kv_ggml_type_name]
+        params.type_k = params.type_v = kv_type
+        params.flash_attn_type = _flash_attn(config.flash_attn, kv_type)
+        params.kv_unified = True
+        params.swa_full = False
+        params.no_perf = True
+        ctx = llama.llama_init_from_model(self._model, params)
+        if not ctx:
+            llama.llama_model_free(self._model)
+            raise ModelLoadFailed(
+                f"llama.cpp could not create a context of {num_kv_tokens} tokens "
+                f"(kv_cache_dtype={config.kv_cache_dtype}; see the log)"
+            )
+        return ctx
+
+    def _init_batch(self, size: int) -> None:
+        """A llama_batch whose arrays are numpy buffers we own (never llama_batch_free'd)."""
+        self._tokens = np.zeros(size, dtype=np.int32)
+        self._positions = np.zeros(size, dtype=np.int32)
+        self._num_seq_ids = np.ones(size, dtype=np.int32)
+        self._seq_ids = np.zeros(size, dtype=np.int32)
+        self._outputs = np.zeros(size, dtype=np.int8)
+        base = self._seq_ids.ctypes.data
+        self._seq_id_ptrs = (ctypes.POINTER(ctypes.c_int32) * size)(
+            *(ctypes.cast(base + 4 * i, ctypes.POINTER(ctypes.c_int32)) for i in range(size))
+        )
+        batch = llama.llama_batch()
+        batch.token = self._tokens.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        batch.embd = ctypes.POINTER(ctypes.c_float)()
+        batch.pos = self._positions.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        batch.n_seq_id = self._num_seq_ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        batch.seq_id = ctypes.cast(
+            self._seq_id_ptrs, ctypes.POINTER(ctypes.POINTER(ctypes.c_int32))
+        )
+        batch.logits = self._outputs.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+        self._batch = batch
+
+    # -- properties --------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    @property
+    def num_kv_tokens(self) -> int:
+        return self._num_kv_tokens
+
+    @property
+    def num_slots(self) -> int:
+        return self._num_slots
+
+    @property
+    def eog_token_ids(self) -> frozenset[int]:
+        return self._eog_token_ids
+
+    @property
+    def sliding_window(self) -> int:
+        return self._n_swa
+
+    # -- text ----------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokenize with the model's BOS rule; special-token text (``<start_of_turn>``) parses."""
+        data = text.encode()
+        capacity = len(data) + 8
+        buffer = (llama.llama_token * capacity)()
+        count = llama.llama_tokenize(self._vocab, data, len(data), buffer, capacity, True, True)
+        if count < 0:
+            raise ServerError(f"tokenizer needed {-count} tokens for {len(data)} bytes")
+        return list(buffer[:count])
+
+    def piece(self, token_id: int) -> bytes:
+        cached = self._pieces.get(token_id)
+        if cached is None:
+            cached = self._pieces[token_id] = self._render_piece(token_id)
+        return cached
+
+    def _render_piece(self, token_id: int) -> bytes:
+        buffer = ctypes.create_string_buffer(64)
+        size = llama.llama_token_to_piece(self._vocab, token_id, buffer, 64, 0, False)
+        if size < 0:
+            buffer = ctypes.create_string_buffer(-size)
+            size = llama.llama_token_to_piece(self._vocab, token_id, buffer, -size, 0, False)
+        return buffer.raw[:size]
+
+    # -- compute ---------------------------------------------------------------
+
+    def decode(self, batch: DecodeBatch) -> FloatMatrix:
+        num_tokens = len(batch.token_ids)
+        if num_tokens > self._batch_size:
+            raise ServerError(f"batch of {num_tokens} tokens exceeds {self._batch_size}")
+        self._tokens[:num_tokens] = batch.token_ids
+        self._positions[:num_tokens] = batch.positions
+        self._seq_ids[:num_tokens] = batch.slots
+        self._outputs[:num_tokens] = batch.is_output
+        self._batch.n_tokens = num_tokens
+        status = llama.llama_decode(self._ctx, self._batch)
+        if status == 1:
+            raise KvCacheFull(f"no KV cells for {num_tokens} tokens")
+        if status != 0:
+            raise ServerError(f"llama_decode failed with status {status}")
+        num_outputs = int(batch.is_output.sum())
+        logits = llama.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(logits, shape=(num_outputs, self._vocab_size))
+
+    def remove(self, slot: int, start: int = 0) -> None:
+        if not llama.llama_memory_seq_rm(self._memory, slot, start, -1):
+            raise ServerError(f"llama.cpp refused to trim slot {slot} at position {start}")
+
+    def copy_prefix(self, src_slot: int, dst_slot: int, num_tokens: int) -> None:
+        llama.llama_memory_seq_cp(self._memory, src_slot, dst_slot, 0, num_tokens)
+
+    def can_reuse_prefix(self, slot: int, num_tokens: int) -> bool:
+        if self._n_swa == 0:
+            return True
+        positions = self.slot_positions(slot)
+        return positions is not None and positions[0] <= max(0, num_tokens - self._n_swa + 1)
+
+    def slot_positions(self, slot: int) -> tuple[int, int] | None:
+        low = int(llama.llama_memory_seq_pos_min(self._memory, slot))
+        if low < 0:
+            return None
+        return low, int(llama.llama_memory_seq_pos_max(self._memory, slot))
+
+    def new_sampler(self, params: SamplingParams, seed: int) -> LlamaSampler:
+        return LlamaSampler(self._ctx, self._vocab_size, params, seed)
+
+    def close(self) -> None:
+        if self._ctx:
+            llama.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            llama.llama_model_free(self._model)
+            self._model = None
+
+
+class LlamaSampler:
+    """A llama.cpp sampler chain: logit bias, penalties, truncation, temperature, draw."""
+
+    def __init__(
+        self, ctx: llama.llama_context_p, vocab_size: int, params: SamplingParams, seed: int
+    ) -> None:
+        self._ctx = ctx
+        self._chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+        for stage in _chain_stages(vocab_size, params, seed):
+            llama.llama_sampler_chain_add(self._chain, stage)
+
+    def sample(self, output_index: int) -> int:
+        return int(llama.llama_sampler_sample(self._chain, self._ctx, output_index))
+
+    def close(self) -> None:
+        if self._chain:
+            llama.llama_sampler_free(self._chain)
+            self._chain = None
+
+
+def _chain_stages(vocab_size: int, params: SamplingParams, seed: int) -> list[object]:
+    stages: list[object] = []
+    if params.logit_bias:
+        biases = (llama.llama_logit_bias * len(params.logit_bias))(
+            *(llama.llama_logit_bias(t, b) for t, b in params.logit_bias.items())
+        )
+        stages.append(llama.llama_sampler_init_logit_bias(vocab_size, len(biases), biases))
+    if params.has_penalties:
+        stages.append(
+            llama.llama_sampler_init_penalties(
+                params.penalty_last_n,
+                params.repetition_penalty,
+                params.frequency_penalty,
+                params.presence_penalty,
+            )
+        )
+    if params.is_greedy:
+        stages.append(llama.llama_sampler_init_greedy())
+        return stages
+    if params.top_k > 0:
+        stages.append(llama.llama_sampler_init_top_k(params.top_k))
+    if params.top_p < 1.0:
+        stages.append(llama.llama_sampler_init_top_p(params.top_p, 1))
+    if params.min_p > 0.0:
+        stages.append(llama.llama_sampler_init_min_p(params.min_p, 1))
+    stages.append(llama.llama_sampler_init_temp(params.temperature))
+    stages.append(llama.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+    return stages
+
+
+def _prefix_slots(config: EngineConfig) -> int:
+    if not config.enable_prefix_caching:
+        return 0
+    if config.num_prefix_cache_slots is not None:
+        return config.num_prefix_cache_slots
+    return max(2, config.max_num_seqs // 2)
+
+
+def _gpu_layers(requested: int | None) -> int:
+    if not supports_gpu_offload():
+        if requested not in (None, 0):
+            logger.info("n_gpu_layers=%s ignored: llama.cpp was built without a GPU", requested)
+        return 0
+    return 999 if requested is None or requested < 0 else requested
+
+
+def _flash_attn(setting: str, kv_type: int) -> int:
+    quantized_v = kv_type not in (llama.GGML_TYPE_F16, llama.GGML_TYPE_F32, 30)
+    if setting == "on" or quantized_v:
+        return int(llama.LLAMA_FLASH_ATTN_TYPE_ENABLED)
+    if setting == "off":
+        return int(llama.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    return int(llama.LLAMA_FLASH_ATTN_TYPE_AUTO)

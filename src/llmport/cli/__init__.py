@@ -1,0 +1,1 @@
+"""The ``llmport`` command line."""

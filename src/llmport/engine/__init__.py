@@ -1,0 +1,1 @@
+"""One model's inference: scheduler, prefix cache, detokenizer, step loop, worker."""

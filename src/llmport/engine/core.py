@@ -1,0 +1,231 @@
+"""EngineCore: one model's requests, advanced one batched forward pass per step."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+import numpy as np
+
+from llmport.backends.base import Backend, DecodeBatch, FloatMatrix, KvCacheFull
+from llmport.config import EngineConfig
+from llmport.engine.detokenizer import IncrementalDetokenizer
+from llmport.engine.kv_cache import KvCacheManager
+from llmport.engine.logprobs import token_logprob
+from llmport.engine.prefix_cache import PrefixCache
+from llmport.engine.sampler import SampleSite, needs_chain, sample
+from llmport.engine.scheduler import ScheduledChunk, Scheduler
+from llmport.engine.sequence import Sequence
+from llmport.errors import ContextLengthExceeded, InvalidParameter
+from llmport.types import FinishReason, Output, Request, Usage
+
+logger = logging.getLogger(__name__)
+
+
+class EngineCore:
+    """Owns the backend, the scheduler and every live sequence. Single-threaded."""
+
+    def __init__(self, backend: Backend, config: EngineConfig) -> None:
+        self.backend = backend
+        self.config = config
+        kv = KvCacheManager(backend)
+        num_cache_entries = max(0, backend.num_slots - config.max_num_seqs)
+        self.scheduler = Scheduler(
+            kv,
+            PrefixCache(kv, num_cache_entries if config.enable_prefix_caching else 0),
+            config.max_num_seqs,
+            config.max_num_batched_tokens,
+        )
+        self._rng = random.Random(config.seed)
+        self._num_live: dict[str, int] = {}
+
+    @property
+    def has_unfinished_requests(self) -> bool:
+        return self.scheduler.has_unfinished
+
+    @property
+    def num_requests(self) -> int:
+        return len(self._num_live)
+
+    # -- requests ----------------------------------------------------------------
+
+    def add_request(self, request: Request) -> list[int]:
+        """Validate and queue; returns the prompt's token ids. Raises ClientError."""
+        if request.request_id in self._num_live:
+            raise InvalidParameter(f"request id {request.request_id!r} is already running")
+        params = request.params
+        params.validate(self.backend.vocab_size)
+        prompt_ids = self._prompt_token_ids(request)
+        room = self.backend.max_model_len - len(prompt_ids)
+        max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
+        for index in range(params.n):
+            self.scheduler.add(self._new_sequence(request, index, prompt_ids, max_tokens))
+        self._num_live[request.request_id] = params.n
+        return prompt_ids
+
+    def _prompt_token_ids(self, request: Request) -> list[int]:
+        if request.prompt_token_ids is not None:
+            ids = list(request.prompt_token_ids)
+            bad = [t for t in ids if not 0 <= t < self.backend.vocab_size]
+            if bad:
+                raise InvalidParameter(
+                    f"prompt token ids {bad[:5]} are outside the vocabulary", param="prompt"
+                )
+        else:
+            ids = self.backend.tokenize(request.prompt) if request.prompt else []
+        if not ids:
+            raise InvalidParameter("the prompt is empty", param="prompt")
+        if len(ids) >= self.backend.max_model_len:
+            raise ContextLengthExceeded(
+                f"the prompt has {len(ids)} tokens but this model's context holds "
+                f"{self.backend.max_model_len} (prompt plus at least one generated token)",
+                param="prompt",
+            )
+        return ids
+
+    def _new_sequence(
+        self, request: Request, index: int, prompt_ids: list[int], max_tokens: int
+    ) -> Sequence:
+        params = request.params
+        seed = self._rng.getrandbits(32) if params.seed is None else params.seed + index
+        sampler = self.backend.new_sampler(params, seed) if needs_chain(params) else None
+        detokenizer = IncrementalDetokenizer(
+            self.backend.piece, params.stop, params.include_stop_str_in_output
+        )
+        return Sequence(
+            request.request_id, index, prompt_ids, params, max_tokens, detokenizer, sampler
+        )
+
+    def abort_request(self, request_id: str) -> list[Output]:
+        """Stop a request now; its KV is freed (kept as a cached prefix) this call."""
+        outputs = []
+        for seq in self.scheduler.find(request_id):
+            self._finish(seq, FinishReason.ABORT)
+            outputs.append(self._output(seq))
+        return outputs
+
+    def reset_prefix_cache(self) -> None:
+        self.scheduler.prefix_cache.clear()
+
+    # -- the step ------------------------------------------------------------------
+
+    def step(self) -> list[Output]:
+        """Schedule, forward, update: one batched llama_decode for every live sequence."""
+        chunks, logits = self._forward(self.scheduler.schedule())
+        return self._update(chunks, logits)
+
+    def _forward(self, chunks: list[ScheduledChunk]) -> tuple[list[ScheduledChunk], FloatMatrix]:
+        while chunks:
+            try:
+                return chunks, self.backend.decode(_batch(chunks))
+            except KvCacheFull:
+                if not self.scheduler.relieve(chunks):
+                    raise
+                chunks = self.scheduler.schedule()
+        return chunks, np.empty((0, self.backend.vocab_size), dtype=np.float32)
+
+    def _update(self, chunks: list[ScheduledChunk], logits: FloatMatrix) -> list[Output]:
+        self.scheduler.commit(chunks)
+        sites = _sample_sites(chunks)
+        now = time.monotonic()
+        outputs = []
+        for site, token_id in zip(sites, sample(logits, sites), strict=True):
+            self._accept(site, token_id, logits, now)
+            outputs.append(self._output(site.seq))
+        return outputs
+
+    def _accept(self, site: SampleSite, token_id: int, logits: FloatMatrix, now: float) -> None:
+        seq = site.seq
+        seq.append(token_id)
+        if seq.timings.first_token is None:
+            seq.timings.first_token = now
+        if seq.params.logprobs is not None:
+            seq.new_logprobs.append(
+                token_logprob(logits[site.row], token_id, seq.params.logprobs, self._token_text)
+            )
+        reason = self._stop_reason(seq, token_id)
+        if reason is not None:
+            self._finish(seq, reason)
+
+    def _stop_reason(self, seq: Sequence, token_id: int) -> FinishReason | None:
+        params = seq.params
+        is_eog = token_id in self.backend.eog_token_ids and not params.ignore_eos
+        if is_eog or token_id in params.stop_token_ids:
+            return FinishReason.STOP
+        seq.new_text += seq.detokenizer.push(token_id)
+        if seq.detokenizer.stopped:
+            return FinishReason.STOP
+        if seq.num_output_tokens >= seq.max_tokens or len(seq) >= self.backend.max_model_len:
+            return FinishReason.LENGTH
+        return None
+
+    def _finish(self, seq: Sequence, reason: FinishReason) -> None:
+        seq.new_text += seq.detokenizer.flush()
+        if seq.sampler is not None:
+            seq.sampler.close()
+            seq.sampler = None
+        self.scheduler.finish(seq, reason)
+        seq.timings.finished = time.monotonic()
+        remaining = self._num_live.get(seq.request_id, 1) - 1
+        if remaining:
+            self._num_live[seq.request_id] = remaining
+        else:
+            self._num_live.pop(seq.request_id, None)
+
+    def _output(self, seq: Sequence) -> Output:
+        output = Output(
+            request_id=seq.request_id,
+            index=seq.index,
+            text=seq.new_text,
+            token_ids=seq.new_token_ids,
+            logprobs=seq.new_logprobs or None,
+            finish_reason=seq.finish_reason,
+        )
+        if seq.is_first_output:
+            output.prompt_token_ids = seq.token_ids[: seq.num_prompt_tokens]
+            seq.is_first_output = False
+        if seq.is_finished:
+            output.usage = Usage(
+                prompt_tokens=seq.num_prompt_tokens,
+                completion_tokens=seq.num_output_tokens,
+                cached_tokens=seq.num_cached_tokens,
+            )
+            output.timings = seq.timings
+        seq.new_text, seq.new_token_ids, seq.new_logprobs = "", [], []
+        return output
+
+    def _token_text(self, token_id: int) -> str:
+        return self.backend.piece(token_id).decode(errors="replace")
+
+    def close(self) -> None:
+        for seq in [*self.scheduler.running, *self.scheduler.waiting]:
+            self._finish(seq, FinishReason.ABORT)
+        self.scheduler.prefix_cache.clear()
+        self.backend.close()
+
+
+def _batch(chunks: list[ScheduledChunk]) -> DecodeBatch:
+    """Concatenate the chunks' tokens; only a chunk that reaches its sequence's end outputs."""
+    token_ids = np.fromiter(
+        (t for c in chunks for t in c.seq.token_ids[c.start : c.start + c.num_tokens]),
+        dtype=np.int32,
+    )
+    positions = np.concatenate([np.arange(c.start, c.start + c.num_tokens) for c in chunks])
+    slots = np.repeat(
+        np.array([c.seq.slot for c in chunks], dtype=np.int32), [c.num_tokens for c in chunks]
+    )
+    is_output = np.zeros(len(token_ids), dtype=np.int8)
+    ends = np.cumsum([c.num_tokens for c in chunks]) - 1
+    is_output[ends[[c.reaches_end for c in chunks]]] = 1
+    return DecodeBatch(token_ids, positions.astype(np.int32), slots, is_output)
+
+
+def _sample_sites(chunks: list[ScheduledChunk]) -> list[SampleSite]:
+    sites: list[SampleSite] = []
+    batch_index = -1
+    for chunk in chunks:
+        batch_index += chunk.num_tokens
+        if chunk.reaches_end:
+            sites.append(SampleSite(chunk.seq, len(sites), batch_index))
+    return sites

@@ -1,0 +1,43 @@
+"""Turn a step's logits rows into next tokens without looping over the vocabulary.
+
+Plain greedy rows (the common case, and the benchmark's) take one vectorised
+``argmax`` over the whole output matrix; every other row runs its sequence's
+llama.cpp sampler chain, which works in C.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from llmport.backends.base import FloatMatrix
+from llmport.engine.sequence import Sequence
+from llmport.types import SamplingParams
+
+
+class SampleSite(NamedTuple):
+    """Where a sequence's logits are: its row in the output matrix, its index in the batch."""
+
+    seq: Sequence
+    row: int
+    batch_index: int
+
+
+def needs_chain(params: SamplingParams) -> bool:
+    """Only plain greedy skips the llama.cpp chain."""
+    return not params.is_greedy or params.has_penalties or bool(params.logit_bias)
+
+
+def sample(logits: FloatMatrix, sites: list[SampleSite]) -> list[int]:
+    """One token per site, in order; sampler chains accept their own token."""
+    if all(site.seq.sampler is None for site in sites):
+        # Sites are the output rows in order, so one argmax covers them all.
+        return [int(t) for t in np.argmax(logits, axis=1)]
+    return [_sample_one(logits, site) for site in sites]
+
+
+def _sample_one(logits: FloatMatrix, site: SampleSite) -> int:
+    if site.seq.sampler is not None:
+        return site.seq.sampler.sample(site.batch_index)
+    return int(np.argmax(logits[site.row]))

@@ -1,0 +1,193 @@
+"""Continuous batching: which tokens of which sequences go into the next decode.
+
+Every step packs one decode token per running sequence first (streams never
+stall), then fills the rest of the token budget with prefill chunks of
+waiting prompts. When KV cells run short the scheduler evicts cached
+prefixes, then preempts the newest running sequence (recomputed later).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple
+
+from llmport.engine.kv_cache import KvCacheManager
+from llmport.engine.prefix_cache import PrefixCache
+from llmport.engine.sequence import Sequence, SequenceStatus
+from llmport.types import FinishReason
+
+
+class ScheduledChunk(NamedTuple):
+    """Compute ``num_tokens`` tokens of ``seq`` from position ``start``."""
+
+    seq: Sequence
+    start: int
+    num_tokens: int
+
+    @property
+    def reaches_end(self) -> bool:
+        """The chunk computes the sequence's last token, so a sample follows."""
+        return self.start + self.num_tokens == len(self.seq)
+
+
+class Scheduler:
+    """Owns the waiting and running queues, the KV slots and the prefix cache."""
+
+    def __init__(
+        self,
+        kv: KvCacheManager,
+        prefix_cache: PrefixCache,
+        max_num_seqs: int,
+        max_num_batched_tokens: int,
+    ) -> None:
+        self.kv = kv
+        self.prefix_cache = prefix_cache
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self._num_preempted = 0
+
+    @property
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def add(self, seq: Sequence) -> None:
+        self.waiting.append(seq)
+
+    # -- scheduling ------------------------------------------------------------
+
+    def schedule(self) -> list[ScheduledChunk]:
+        """Plan one step. Mutates slots (admission, eviction, preemption), not token counts."""
+        chunks: list[ScheduledChunk] = []
+        budget = self.max_num_batched_tokens
+        planned_cells = 0
+        self._num_preempted = 0
+        for seq in list(self.running):
+            if seq.status is not SequenceStatus.RUNNING or budget == 0:
+                continue
+            num_tokens = min(seq.num_uncomputed_tokens, budget)
+            if not self._make_room(planned_cells + num_tokens, chunks, seq):
+                continue
+            chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_tokens))
+            budget -= num_tokens
+            planned_cells += num_tokens
+        while self._can_admit_more(budget):
+            seq = self.waiting[0]
+            if not self._admit(seq, planned_cells):
+                break
+            self.waiting.popleft()
+            num_tokens = min(
+                seq.num_uncomputed_tokens, budget, self.kv.num_free_cells - planned_cells
+            )
+            chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_tokens))
+            budget -= num_tokens
+            planned_cells += num_tokens
+        return chunks
+
+    def _can_admit_more(self, budget: int) -> bool:
+        # A step that had to preempt admits nothing: it would thrash.
+        return (
+            bool(self.waiting)
+            and budget > 0
+            and len(self.running) < self.max_num_seqs
+            and self._num_preempted == 0
+        )
+
+    def _make_room(self, num_cells: int, chunks: list[ScheduledChunk], seq: Sequence) -> bool:
+        """Evict cached prefixes, then preempt the newest unscheduled sequences, until
+        ``num_cells`` fit. False (and ``seq`` preempted) if even that is not enough."""
+        while num_cells > self.kv.num_free_cells:
+            if self.prefix_cache.evict_one():
+                continue
+            scheduled = {chunk.seq.seq_id for chunk in chunks}
+            victim = next((s for s in reversed(self.running) if s.seq_id not in scheduled), None)
+            if victim is None:
+                return False
+            self.preempt(victim)
+            if victim is seq:
+                return False
+        return True
+
+    def _admit(self, seq: Sequence, planned_cells: int) -> bool:
+        """Give a waiting sequence a slot, reusing the longest cached prefix of its tokens."""
+        match = self.prefix_cache.find(
+            seq.token_ids[:-1],
+            [(s.slot, s.computed_token_ids()) for s in self.running if s.slot is not None],
+        )
+        reused = match.num_tokens if match else 0
+        while self.kv.num_free_cells - planned_cells < 1 and self.prefix_cache.evict_one(
+            keep=match.slot if match else None
+        ):
+            pass
+        if self.kv.num_free_cells - planned_cells < 1:
+            return False
+        slot = self._allocate_slot(keep=match.slot if match else None)
+        if slot is None and match is not None and match.slot in self.prefix_cache.slots:
+            self.prefix_cache.take(match.slot)
+            self.kv.truncate(match.slot, reused)
+            slot = match.slot
+        elif slot is not None and match is not None:
+            self.kv.copy_prefix(match.slot, slot, reused)
+        elif slot is None:
+            return False
+        self._start(seq, slot, reused)
+        return True
+
+    def _allocate_slot(self, keep: int | None) -> int | None:
+        slot = self.kv.allocate()
+        while slot is None and self.prefix_cache.evict_one(keep=keep):
+            slot = self.kv.allocate()
+        return slot
+
+    def _start(self, seq: Sequence, slot: int, num_reused: int) -> None:
+        if seq.is_first_output:
+            seq.num_cached_tokens = min(num_reused, seq.num_prompt_tokens)
+        seq.slot = slot
+        seq.num_computed_tokens = num_reused
+        seq.status = SequenceStatus.RUNNING
+        self.running.append(seq)
+
+    # -- after the forward pass ------------------------------------------------
+
+    def commit(self, chunks: list[ScheduledChunk]) -> None:
+        """Record that the chunks' tokens now have KV."""
+        for chunk in chunks:
+            if chunk.seq.slot is not None:
+                self.kv.extend(chunk.seq.slot, chunk.num_tokens)
+            chunk.seq.num_computed_tokens += chunk.num_tokens
+
+    def relieve(self, chunks: list[ScheduledChunk]) -> bool:
+        """llama.cpp refused the batch: free one thing. False if nothing can be freed."""
+        if self.prefix_cache.evict_one():
+            return True
+        if len(chunks) <= 1:
+            return False
+        self.preempt(chunks[-1].seq)
+        return True
+
+    def preempt(self, seq: Sequence) -> None:
+        """Drop the sequence's KV and requeue it first; its tokens are recomputed later."""
+        self.running.remove(seq)
+        if seq.slot is not None:
+            self.kv.free(seq.slot)
+        seq.slot = None
+        seq.num_computed_tokens = 0
+        self._num_preempted += 1
+        seq.status = SequenceStatus.WAITING
+        self.waiting.appendleft(seq)
+
+    def finish(self, seq: Sequence, reason: FinishReason) -> None:
+        """End the sequence; its computed KV becomes a reusable cached prefix."""
+        if seq.status is SequenceStatus.RUNNING:
+            self.running.remove(seq)
+        elif seq.status is SequenceStatus.WAITING:
+            self.waiting.remove(seq)
+        if seq.slot is not None:
+            self.prefix_cache.insert(seq.slot, seq.computed_token_ids())
+            seq.slot = None
+        seq.status = SequenceStatus.FINISHED
+        seq.finish_reason = reason
+
+    def find(self, request_id: str) -> list[Sequence]:
+        return [s for s in (*self.running, *self.waiting) if s.request_id == request_id]

@@ -1,0 +1,110 @@
+"""The worker process: owns one model's EngineCore and runs its step loop.
+
+It blocks on the pipe when idle and drains it between steps when busy, so a
+new request or an abort waits at most one step.
+"""
+
+from __future__ import annotations
+
+import logging
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from llmport.config import EngineConfig
+from llmport.engine.core import EngineCore
+from llmport.engine.messages import (
+    AbortRequest,
+    AddRequest,
+    FromWorker,
+    LoadFailed,
+    Outputs,
+    Ready,
+    RequestFailed,
+    ResetPrefixCache,
+    Shutdown,
+    ToWorker,
+    encoder,
+    to_worker_decoder,
+)
+from llmport.errors import LlmportError
+from llmport.types import Output
+
+logger = logging.getLogger(__name__)
+
+
+def run_worker(model_path: Path, config: EngineConfig, conn: Connection, log_level: int) -> None:
+    """Process entry point (spawned): load, say Ready, then serve until Shutdown or EOF."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from llmport.backends.llama_cpp import LlamaCppBackend
+
+    try:
+        core = EngineCore(LlamaCppBackend(model_path, config), config)
+    except LlmportError as error:
+        _send(conn, LoadFailed(code=error.code, message=error.message))
+        return
+    backend = core.backend
+    _send(
+        conn,
+        Ready(
+            vocab_size=backend.vocab_size,
+            max_model_len=backend.max_model_len,
+            num_kv_tokens=backend.num_kv_tokens,
+            max_num_seqs=config.max_num_seqs,
+        ),
+    )
+    try:
+        _serve(core, conn)
+    finally:
+        core.close()
+
+
+def _serve(core: EngineCore, conn: Connection) -> None:
+    while True:
+        timeout = 0.0 if core.has_unfinished_requests else None
+        while conn.poll(timeout):
+            message = to_worker_decoder.decode(conn.recv_bytes())
+            if isinstance(message, Shutdown):
+                return
+            _handle(core, conn, message)
+            timeout = 0.0
+        if core.has_unfinished_requests:
+            _step(core, conn)
+
+
+def _handle(core: EngineCore, conn: Connection, message: ToWorker) -> None:
+    if isinstance(message, AddRequest):
+        try:
+            core.add_request(message.request)
+        except LlmportError as error:
+            _send(conn, _failure(message.request.request_id, error))
+    elif isinstance(message, AbortRequest):
+        _send_outputs(conn, core.abort_request(message.request_id))
+    elif isinstance(message, ResetPrefixCache):
+        core.reset_prefix_cache()
+
+
+def _step(core: EngineCore, conn: Connection) -> None:
+    try:
+        outputs = core.step()
+    except Exception as error:
+        # A broken step must not take the worker down: fail what was in flight.
+        logger.exception("engine step failed; failing every live request")
+        scheduler = core.scheduler
+        for request_id in {s.request_id for s in [*scheduler.running, *scheduler.waiting]}:
+            core.abort_request(request_id)
+            _send(conn, RequestFailed(request_id, "server_error", f"engine error: {error}"))
+        return
+    _send_outputs(conn, outputs)
+
+
+def _failure(request_id: str, error: LlmportError) -> RequestFailed:
+    return RequestFailed(request_id, error.code, error.message, error.param)
+
+
+def _send_outputs(conn: Connection, outputs: list[Output]) -> None:
+    if outputs:
+        _send(conn, Outputs(outputs))
+
+
+def _send(conn: Connection, message: FromWorker) -> None:
+    conn.send_bytes(encoder.encode(message))

@@ -1,0 +1,92 @@
+"""Errors split by who is at fault: the client (4xx) or the server (5xx).
+
+Every error carries the HTTP ``status`` and a stable ``code`` so the API layer
+maps them once per dialect and never matches on message text.
+"""
+
+from __future__ import annotations
+
+
+class LlmportError(Exception):
+    """Base of every error llmport raises on purpose."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class ClientError(LlmportError):
+    """The request is wrong; retrying it unchanged fails the same way."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class InvalidParameter(ClientError):
+    """A parameter has a value outside its domain (names it in ``param``)."""
+
+    code = "invalid_parameter"
+
+
+class ContextLengthExceeded(ClientError):
+    """The prompt (plus what must be generated) does not fit the context."""
+
+    code = "context_length_exceeded"
+
+
+class ModelNotFound(ClientError):
+    status = 404
+    code = "model_not_found"
+
+
+class InvalidModelFile(ClientError):
+    """A model file that is not a readable GGUF (checked before llama.cpp sees it)."""
+
+    code = "invalid_model_file"
+
+
+class UnsupportedOption(ClientError):
+    """An option this backend cannot honour (names what it offers instead)."""
+
+    code = "unsupported_option"
+
+
+class ServerError(LlmportError):
+    """The server failed; the request itself may be fine."""
+
+    status = 500
+    code = "server_error"
+
+
+class ModelLoadFailed(ServerError):
+    code = "model_load_failed"
+
+
+class WorkerCrashed(ServerError):
+    """The engine worker process died; its in-flight requests fail with this."""
+
+    status = 503
+    code = "worker_crashed"
+
+
+class EngineDead(ServerError):
+    """The engine was closed or is no longer usable."""
+
+    status = 503
+    code = "engine_dead"
+
+
+def _subclasses(cls: type[LlmportError]) -> list[type[LlmportError]]:
+    return [cls, *(s for sub in cls.__subclasses__() for s in _subclasses(sub))]
+
+
+def error_from_code(code: str, message: str, param: str | None = None) -> LlmportError:
+    """Rebuild an error sent across a process boundary as (code, message)."""
+    for cls in _subclasses(LlmportError):
+        if cls.code == code:
+            return cls(message, param=param)
+    return ServerError(message, param=param)

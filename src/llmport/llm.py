@@ -1,0 +1,182 @@
+"""The public Python API, shaped like vLLM's ``LLM`` so its users feel at home.
+
+``LLM`` runs the engine in this process (batch jobs, notebooks);
+``AsyncLLM`` runs it in a worker process and streams, as the server does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmport.backends.llama_cpp import LlamaCppBackend
+from llmport.config import EngineConfig
+from llmport.engine.client import EngineClient
+from llmport.engine.core import EngineCore
+from llmport.store.embedded import default_cache_dir
+from llmport.store.gguf_info import read_gguf_info
+from llmport.store.refs import resolve_model
+from llmport.types import FinishReason, Output, Request, SamplingParams, TokenLogprob, Usage
+
+Prompt = str | list[int]
+
+
+@dataclass
+class CompletionOutput:
+    index: int
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass
+class RequestOutput:
+    """One prompt's result so far; ``outputs[i]`` is choice ``i`` (``n`` of them)."""
+
+    request_id: str
+    prompt: str | None
+    prompt_token_ids: list[int]
+    outputs: list[CompletionOutput]
+    finished: bool = False
+    usage: list[Usage | None] = field(default_factory=list)
+
+    def add(self, delta: Output) -> None:
+        choice = self.outputs[delta.index]
+        choice.text += delta.text
+        choice.token_ids += delta.token_ids
+        choice.finish_reason = delta.finish_reason
+        if delta.logprobs:
+            choice.logprobs = (choice.logprobs or []) + delta.logprobs
+        if delta.prompt_token_ids is not None:
+            self.prompt_token_ids = delta.prompt_token_ids
+        if delta.usage is not None:
+            self.usage[delta.index] = delta.usage
+        self.finished = all(c.finish_reason is not None for c in self.outputs)
+
+
+def load_model_path(model: str | Path | None) -> Path:
+    """Resolve a model reference and validate the file before llama.cpp sees it."""
+    path = resolve_model(str(model) if model is not None else None, default_cache_dir())
+    read_gguf_info(path)
+    return path
+
+
+class LLM:
+    """Offline batched generation in this process: ``LLM(model).generate(prompts, params)``."""
+
+    def __init__(self, model: str | Path | None = None, **engine_args: Any) -> None:
+        self.config = EngineConfig(**engine_args)
+        self.model_path = load_model_path(model)
+        self.engine = EngineCore(LlamaCppBackend(self.model_path, self.config), self.config)
+
+    def generate(
+        self,
+        prompts: Prompt | Sequence[Prompt],
+        sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
+    ) -> list[RequestOutput]:
+        """Run every prompt to completion, batched; one RequestOutput per prompt, in order."""
+        batch = _as_prompt_list(prompts)
+        params = _as_params_list(sampling_params, len(batch))
+        results = [self._add(prompt, p) for prompt, p in zip(batch, params, strict=True)]
+        by_id = {r.request_id: r for r in results}
+        while self.engine.has_unfinished_requests:
+            for delta in self.engine.step():
+                by_id[delta.request_id].add(delta)
+        return results
+
+    def stream(
+        self, prompt: Prompt, sampling_params: SamplingParams | None = None
+    ) -> Iterator[str]:
+        """Yield one prompt's text as it is generated (choice 0)."""
+        result = self._add(prompt, sampling_params or SamplingParams())
+        try:
+            while not result.finished:
+                for delta in self.engine.step():
+                    if delta.request_id == result.request_id:
+                        result.add(delta)
+                        yield delta.text
+        finally:
+            if not result.finished:
+                self.engine.abort_request(result.request_id)
+
+    def _add(self, prompt: Prompt, params: SamplingParams) -> RequestOutput:
+        request = _request(prompt, params)
+        ids = self.engine.add_request(request)
+        return _empty_result(request, ids)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> LLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncLLM:
+    """Streaming generation from a worker process: ``async for out in llm.generate(...)``."""
+
+    def __init__(self, client: EngineClient, model_path: Path) -> None:
+        self.client = client
+        self.model_path = model_path
+
+    @classmethod
+    async def start(cls, model: str | Path | None = None, **engine_args: Any) -> AsyncLLM:
+        config = EngineConfig(**engine_args)
+        path = load_model_path(model)
+        return cls(await EngineClient.start(path, config), path)
+
+    async def generate(
+        self, prompt: Prompt, sampling_params: SamplingParams | None = None
+    ) -> AsyncIterator[RequestOutput]:
+        """Yield the cumulative result after every delta, like vLLM's AsyncLLM."""
+        request = _request(prompt, sampling_params or SamplingParams())
+        result = _empty_result(request, [])
+        async for delta in self.client.generate(request):
+            result.add(delta)
+            yield result
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _request(prompt: Prompt, params: SamplingParams) -> Request:
+    request_id = uuid.uuid4().hex
+    if isinstance(prompt, str):
+        return Request(request_id=request_id, prompt=prompt, params=params)
+    return Request(request_id=request_id, prompt_token_ids=list(prompt), params=params)
+
+
+def _empty_result(request: Request, prompt_ids: list[int]) -> RequestOutput:
+    n = request.params.n
+    return RequestOutput(
+        request_id=request.request_id,
+        prompt=request.prompt,
+        prompt_token_ids=prompt_ids,
+        outputs=[CompletionOutput(index=i) for i in range(n)],
+        usage=[None] * n,
+    )
+
+
+def _as_prompt_list(prompts: Prompt | Sequence[Prompt]) -> list[Prompt]:
+    if isinstance(prompts, str):
+        return [prompts]
+    items = list(prompts)
+    if items and all(isinstance(t, int) for t in items):
+        return [[int(t) for t in items]]  # type: ignore[arg-type]
+    return items  # type: ignore[return-value]
+
+
+def _as_params_list(
+    params: SamplingParams | Sequence[SamplingParams] | None, count: int
+) -> list[SamplingParams]:
+    if params is None:
+        return [SamplingParams() for _ in range(count)]
+    if isinstance(params, SamplingParams):
+        return [params] * count
+    return list(params)

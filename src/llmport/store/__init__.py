@@ -1,0 +1,1 @@
+"""Where models live: references, the embedded default model and GGUF file checks."""

@@ -1,0 +1,174 @@
+"""Engine-facing request and output types, shared by every layer (no HTTP here).
+
+They are msgspec structs: cheap to build, and they cross the worker pipe as
+msgpack without a schema of their own.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+import msgspec
+
+from llmport.errors import InvalidParameter
+
+
+class FinishReason(enum.StrEnum):
+    STOP = "stop"
+    LENGTH = "length"
+    ABORT = "abort"
+
+
+class SamplingParams(msgspec.Struct, kw_only=True):
+    """How to pick tokens and when to stop, named as vLLM names them.
+
+    ``temperature == 0`` is greedy. ``seed`` None draws a fresh seed per request.
+    """
+
+    n: int = 1
+    max_tokens: int | None = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    penalty_last_n: int = 64
+    seed: int | None = None
+    stop: list[str] = msgspec.field(default_factory=list)
+    stop_token_ids: list[int] = msgspec.field(default_factory=list)
+    ignore_eos: bool = False
+    logit_bias: dict[int, float] = msgspec.field(default_factory=dict)
+    logprobs: int | None = None
+    include_stop_str_in_output: bool = False
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    @property
+    def has_penalties(self) -> bool:
+        return (
+            self.repetition_penalty != 1.0
+            or self.presence_penalty != 0.0
+            or self.frequency_penalty != 0.0
+        )
+
+    def validate(self, vocab_size: int) -> None:
+        """Raise InvalidParameter naming the first bad field."""
+        _check(self.n >= 1, "n", f"n must be >= 1, got {self.n}")
+        _check(
+            self.max_tokens is None or self.max_tokens >= 1,
+            "max_tokens",
+            f"max_tokens must be >= 1, got {self.max_tokens}",
+        )
+        _check(
+            math.isfinite(self.temperature) and self.temperature >= 0.0,
+            "temperature",
+            f"temperature must be >= 0, got {self.temperature}",
+        )
+        _check(0.0 < self.top_p <= 1.0, "top_p", f"top_p must be in (0, 1], got {self.top_p}")
+        _check(self.top_k >= 0, "top_k", f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        _check(0.0 <= self.min_p <= 1.0, "min_p", f"min_p must be in [0, 1], got {self.min_p}")
+        _check(
+            self.repetition_penalty > 0.0,
+            "repetition_penalty",
+            f"repetition_penalty must be > 0, got {self.repetition_penalty}",
+        )
+        _check(
+            -2.0 <= self.presence_penalty <= 2.0,
+            "presence_penalty",
+            f"presence_penalty must be in [-2, 2], got {self.presence_penalty}",
+        )
+        _check(
+            -2.0 <= self.frequency_penalty <= 2.0,
+            "frequency_penalty",
+            f"frequency_penalty must be in [-2, 2], got {self.frequency_penalty}",
+        )
+        _check(
+            self.penalty_last_n >= -1,
+            "penalty_last_n",
+            f"penalty_last_n must be >= -1 (-1 = whole context), got {self.penalty_last_n}",
+        )
+        _check(all(self.stop), "stop", "stop strings must not be empty")
+        bad_ids = [t for t in self.stop_token_ids if not 0 <= t < vocab_size]
+        _check(
+            not bad_ids,
+            "stop_token_ids",
+            f"stop_token_ids {bad_ids} are not in the vocabulary (size {vocab_size})",
+        )
+        bad_bias = [t for t in self.logit_bias if not 0 <= t < vocab_size]
+        _check(
+            not bad_bias,
+            "logit_bias",
+            f"logit_bias token ids {bad_bias} are not in the vocabulary (size {vocab_size})",
+        )
+        _check(
+            self.logprobs is None or 0 <= self.logprobs <= 20,
+            "logprobs",
+            f"logprobs must be in [0, 20], got {self.logprobs}",
+        )
+
+
+def _check(ok: bool, param: str, message: str) -> None:
+    if not ok:
+        raise InvalidParameter(message, param=param)
+
+
+class Request(msgspec.Struct, kw_only=True):
+    """One generation request as the engine receives it.
+
+    Exactly one of ``prompt`` (text, tokenized by the engine with the model's
+    own tokenizer) or ``prompt_token_ids`` is set.
+    """
+
+    request_id: str
+    prompt: str | None = None
+    prompt_token_ids: list[int] | None = None
+    params: SamplingParams = msgspec.field(default_factory=SamplingParams)
+
+
+class TokenLogprob(msgspec.Struct, array_like=True):
+    token_id: int
+    token: str
+    logprob: float
+    top: list[tuple[int, str, float]]
+
+
+class Usage(msgspec.Struct, kw_only=True):
+    prompt_tokens: int
+    completion_tokens: int
+    #: Prompt tokens whose KV came from the prefix cache instead of prefill.
+    cached_tokens: int = 0
+
+
+class Timings(msgspec.Struct, kw_only=True):
+    """Monotonic seconds; durations are derived by whoever reports them."""
+
+    arrival: float
+    first_scheduled: float | None = None
+    first_token: float | None = None
+    finished: float | None = None
+
+
+class Output(msgspec.Struct, kw_only=True):
+    """A delta of one request's choice ``index``: what is new since the last one."""
+
+    request_id: str
+    index: int = 0
+    text: str = ""
+    token_ids: list[int] = msgspec.field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: FinishReason | None = None
+    #: Set on the first output of a request (after tokenization).
+    prompt_token_ids: list[int] | None = None
+    usage: Usage | None = None
+    timings: Timings | None = None
+    #: An error that ended this request (the engine keeps serving others).
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None or self.error is not None
