@@ -78,8 +78,8 @@ class LlamaCppBackend:
         self._ctx = self._new_context(config, num_kv_tokens)
         self._num_kv_tokens = int(llama.llama_n_ctx(self._ctx))
         self._memory = llama.llama_get_memory(self._ctx)
-        self._batch_size = config.max_num_batched_tokens
-        self._max_outputs = config.max_num_seqs
+        # llama.cpp clamps n_batch to n_ctx (and n_ubatch to n_batch): read it back.
+        self._batch_size = int(llama.llama_n_ubatch(self._ctx))
         self._init_batch(self._batch_size)
         self._pieces: dict[int, bytes] = {}
         self._eog_token_ids = frozenset(
@@ -188,6 +188,10 @@ class LlamaCppBackend:
     @property
     def num_slots(self) -> int:
         return self._num_slots
+
+    @property
+    def max_num_batched_tokens(self) -> int:
+        return self._batch_size
 
     @property
     def eog_token_ids(self) -> frozenset[int]:

@@ -35,7 +35,7 @@ class EngineCore:
             kv,
             PrefixCache(kv, num_cache_entries if config.enable_prefix_caching else 0),
             config.max_num_seqs,
-            config.max_num_batched_tokens,
+            min(config.max_num_batched_tokens, backend.max_num_batched_tokens),
         )
         self._rng = random.Random(config.seed)
         self._num_live: dict[str, int] = {}

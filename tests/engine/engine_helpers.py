@@ -1,0 +1,47 @@
+"""Helpers for engine tests: build an in-process engine and run requests to the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llmport.backends.llama_cpp import LlamaCppBackend
+from llmport.config import EngineConfig
+from llmport.engine.core import EngineCore
+from llmport.types import Output, Request, SamplingParams
+
+
+def make_engine(model_path: Path, **config: Any) -> EngineCore:
+    settings = EngineConfig(**{"max_num_kv_tokens": 4096, **config})
+    return EngineCore(LlamaCppBackend(model_path, settings), settings)
+
+
+def request(request_id: str, prompt: str | list[int], **params: Any) -> Request:
+    sampling = SamplingParams(**{"temperature": 0.0, **params})
+    if isinstance(prompt, str):
+        return Request(request_id=request_id, prompt=prompt, params=sampling)
+    return Request(request_id=request_id, prompt_token_ids=prompt, params=sampling)
+
+
+def run_all(engine: EngineCore) -> dict[str, list[Output]]:
+    """Step until idle; every request's outputs, in order."""
+    outputs: dict[str, list[Output]] = {}
+    while engine.has_unfinished_requests:
+        for output in engine.step():
+            outputs.setdefault(output.request_id, []).append(output)
+    return outputs
+
+
+def joined(outputs: list[Output]) -> tuple[str, list[int]]:
+    return "".join(o.text for o in outputs), [t for o in outputs for t in o.token_ids]
+
+
+def kv_holders(engine: EngineCore) -> dict[int, tuple[int, int]]:
+    """Slots that hold KV according to llama.cpp itself (not our bookkeeping)."""
+    backend = engine.backend
+    held = {}
+    for slot in range(backend.num_slots):
+        positions = backend.slot_positions(slot)
+        if positions is not None:
+            held[slot] = positions
+    return held

@@ -1,0 +1,267 @@
+"""EngineCore end to end on the tiny model with real llama.cpp."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import llama_cpp
+import pytest
+from engine_helpers import joined, kv_holders, make_engine, request, run_all
+
+from llmport.errors import ContextLengthExceeded, InvalidParameter
+from llmport.types import FinishReason
+
+
+def test_single_greedy_request_matches_llama_cpp_python(tiny_model_path: Path) -> None:
+    prompt = "the weather in the north is"
+    engine = make_engine(tiny_model_path)
+    engine.add_request(request("a", prompt, max_tokens=24, ignore_eos=True))
+    _, token_ids = joined(run_all(engine)["a"])
+    engine.close()
+
+    reference = llama_cpp.Llama(str(tiny_model_path), n_ctx=512, verbose=False)
+    expected = []
+    for token in reference.generate(reference.tokenize(prompt.encode()), temp=0.0):
+        expected.append(token)
+        if len(expected) == 24:
+            break
+    reference.close()
+    assert token_ids == expected
+
+
+def test_streams_deltas_with_usage_on_the_last(tiny_model_path: Path) -> None:
+    engine = make_engine(tiny_model_path)
+    ids = engine.add_request(request("a", "hello there", max_tokens=5, ignore_eos=True))
+    outputs = run_all(engine)["a"]
+    engine.close()
+    assert len(outputs) == 5
+    assert outputs[0].prompt_token_ids == ids
+    assert all(o.finish_reason is None for o in outputs[:-1])
+    last = outputs[-1]
+    assert last.finish_reason is FinishReason.LENGTH
+    assert last.usage is not None
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (len(ids), 5)
+    assert last.timings is not None and last.timings.first_token is not None
+
+
+def test_batched_equals_sequential_on_the_tiny_model(tiny_model_path: Path) -> None:
+    """f32 tiny model: batching must not change a single token."""
+    prompts = [f"prompt number {i} says {'hello ' * i}" for i in range(12)]
+    solo = {}
+    for i, prompt in enumerate(prompts):
+        engine = make_engine(tiny_model_path)
+        engine.add_request(request(str(i), prompt, max_tokens=16, ignore_eos=True))
+        solo[str(i)] = joined(run_all(engine)[str(i)])[1]
+        engine.close()
+    engine = make_engine(tiny_model_path, max_num_seqs=8, max_num_batched_tokens=32)
+    for i, prompt in enumerate(prompts):
+        engine.add_request(request(str(i), prompt, max_tokens=16, ignore_eos=True))
+    batched = {rid: joined(outs)[1] for rid, outs in run_all(engine).items()}
+    engine.close()
+    assert batched == solo
+
+
+def test_same_workload_twice_gives_same_tokens(tiny_model_path: Path) -> None:
+    def workload() -> dict[str, list[int]]:
+        engine = make_engine(tiny_model_path, max_num_seqs=4, max_num_batched_tokens=24)
+        for i in range(10):
+            engine.add_request(
+                request(str(i), f"run {i} " * (i + 1), max_tokens=12, temperature=0.8, seed=i)
+            )
+        result = {rid: joined(outs)[1] for rid, outs in run_all(engine).items()}
+        engine.close()
+        return result
+
+    assert workload() == workload()
+
+
+def test_stop_strings_end_the_text_before_them(tiny_model_path: Path) -> None:
+    engine = make_engine(tiny_model_path)
+    engine.add_request(request("free", "stop test", max_tokens=40, ignore_eos=True))
+    text, _ = joined(run_all(engine)["free"])
+    stop = text[10:12]
+    engine.add_request(request("stop", "stop test", max_tokens=40, ignore_eos=True, stop=[stop]))
+    outputs = run_all(engine)["stop"]
+    engine.close()
+    stopped, _ = joined(outputs)
+    assert stopped == text[: text.index(stop)]
+    assert outputs[-1].finish_reason is FinishReason.STOP
+
+
+def test_stop_token_ids_finish_with_stop(tiny_model_path: Path) -> None:
+    engine = make_engine(tiny_model_path)
+    engine.add_request(request("free", "tokens", max_tokens=20, ignore_eos=True))
+    _, ids = joined(run_all(engine)["free"])
+    engine.add_request(
+        request("stop", "tokens", max_tokens=20, ignore_eos=True, stop_token_ids=[ids[5]])
+    )
+    outputs = run_all(engine)["stop"]
+    engine.close()
+    _, stopped_ids = joined(outputs)
+    assert stopped_ids == ids[: ids.index(ids[5]) + 1]
+    assert outputs[-1].finish_reason is FinishReason.STOP
+
+
+def test_shared_prefix_is_reused_not_prefilled(tiny_model_path: Path) -> None:
+    engine = make_engine(tiny_model_path)
+    rng = random.Random(0)
+    prefix = [rng.randrange(0, 256) for _ in range(500)]
+    engine.add_request(request("first", prefix + [10, 11, 12], max_tokens=4))
+    run_all(engine)
+    engine.add_request(request("second", prefix + [20, 21, 22, 23], max_tokens=4))
+    last = run_all(engine)["second"][-1]
+    engine.close()
+    assert last.usage is not None
+    assert last.usage.cached_tokens >= 500
+    assert last.usage.prompt_tokens - last.usage.cached_tokens < 50
+
+
+def test_prefix_from_a_running_sequence_is_reused(tiny_model_path: Path) -> None:
+    engine = make_engine(tiny_model_path, max_num_batched_tokens=64)
+    prefix = [i % 250 for i in range(300)]
+    engine.add_request(request("first", prefix, max_tokens=50, ignore_eos=True))
+    for _ in range(8):  # the first prompt is prefilled and decoding
+        engine.step()
+    engine.add_request(request("second", prefix + [1, 2, 3], max_tokens=2, ignore_eos=True))
+    outputs = run_all(engine)
+    engine.close()
+    usage = outputs["second"][-1].usage
+    assert usage is not None and usage.cached_tokens >= 290
+
+
+def test_reused_prefix_gives_the_same_tokens_as_a_fresh_prefill(tiny_model_path: Path) -> None:
+    prompt = list(range(40, 240))
+    fresh = make_engine(tiny_model_path, enable_prefix_caching=False)
+    fresh.add_request(request("x", prompt, max_tokens=12, ignore_eos=True))
+    expected = joined(run_all(fresh)["x"])[1]
+    fresh.close()
+    engine = make_engine(tiny_model_path)
+    engine.add_request(request("warm", prompt[:150] + [7, 7], max_tokens=3, ignore_eos=True))
+    run_all(engine)
+    engine.add_request(request("x", prompt, max_tokens=12, ignore_eos=True))
+    outputs = run_all(engine)["x"]
+    engine.close()
+    assert outputs[-1].usage is not None and outputs[-1].usage.cached_tokens >= 150
+    assert joined(outputs)[1] == expected
+
+
+def test_thousand_random_requests_leave_nothing_behind(tiny_model_path: Path) -> None:
+    rng = random.Random(1234)
+    engine = make_engine(
+        tiny_model_path, max_num_seqs=8, max_num_batched_tokens=64, max_num_kv_tokens=2048
+    )
+    live: list[str] = []
+    finished = 0
+    for i in range(1000):
+        prompt = [rng.randrange(0, 276) for _ in range(rng.randint(1, 120))]
+        if rng.random() < 0.3:  # share a prefix with an earlier prompt
+            prompt = list(range(50)) + prompt
+        stop = ["".join(rng.choice("abcdefgh ") for _ in range(rng.randint(1, 3)))]
+        engine.add_request(
+            request(
+                str(i),
+                prompt,
+                max_tokens=rng.randint(1, 40),
+                stop=stop,
+                temperature=rng.choice([0.0, 0.7]),
+                seed=i,
+            )
+        )
+        live.append(str(i))
+        for _ in range(rng.randint(0, 3)):
+            finished += sum(o.finished for o in engine.step())
+        if rng.random() < 0.15:
+            victim = live[rng.randrange(len(live))]
+            finished += sum(o.finished for o in engine.abort_request(victim))
+    finished += sum(o.finished for o in run_all(engine).values() for o in o)
+    assert finished == 1000
+    assert not engine.scheduler.running and not engine.scheduler.waiting
+    assert engine.num_requests == 0
+    cache = engine.scheduler.prefix_cache
+    held = kv_holders(engine)
+    assert set(held) == set(cache.slots)
+    for slot, (low, high) in held.items():
+        assert low == 0 and high == len(cache.token_ids(slot)) - 1
+    engine.reset_prefix_cache()
+    assert kv_holders(engine) == {}
+    assert engine.scheduler.kv.num_used_cells == 0
+    engine.close()
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"temperature": -0.5}, "temperature"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"stop_token_ids": [10_000]}, "stop_token_ids"),
+        ({"logit_bias": {-1: 1.0}}, "logit_bias"),
+        ({"n": 0}, "n"),
+        ({"stop": [""]}, "stop"),
+    ],
+)
+def test_bad_sampling_params_are_refused(
+    tiny_model_path: Path, params: dict[str, object], param: str
+) -> None:
+    engine = make_engine(tiny_model_path)
+    with pytest.raises(InvalidParameter) as caught:
+        engine.add_request(request("bad", "hello", **params))
+    assert caught.value.param == param
+    assert not engine.has_unfinished_requests
+    engine.close()
+
+
+def test_empty_and_oversized_prompts_are_refused(tiny_model_path: Path) -> None:
+    engine = make_engine(tiny_model_path, max_model_len=256)
+    with pytest.raises(InvalidParameter, match="empty"):
+        engine.add_request(request("empty", ""))
+    with pytest.raises(InvalidParameter, match="empty"):
+        engine.add_request(request("empty-ids", []))
+    with pytest.raises(InvalidParameter, match="vocabulary"):
+        engine.add_request(request("bad-ids", [1, 2, 99_999]))
+    with pytest.raises(ContextLengthExceeded, match="300 tokens.*256"):
+        engine.add_request(request("long", [i % 250 for i in range(300)]))
+    engine.add_request(request("ok", "still serving", max_tokens=3))
+    assert run_all(engine)["ok"][-1].finish_reason is not None
+    engine.close()
+
+
+def test_generation_is_capped_by_the_context(tiny_model_path: Path) -> None:
+    engine = make_engine(tiny_model_path, max_model_len=64)
+    engine.add_request(request("a", list(range(60)), max_tokens=100, ignore_eos=True))
+    outputs = run_all(engine)["a"]
+    engine.close()
+    assert outputs[-1].finish_reason is FinishReason.LENGTH
+    assert outputs[-1].usage is not None and outputs[-1].usage.completion_tokens == 4
+
+
+def test_n_choices_and_logprobs(tiny_model_path: Path) -> None:
+    engine = make_engine(tiny_model_path)
+    engine.add_request(request("a", "many", n=3, max_tokens=6, temperature=1.0, seed=5, logprobs=2))
+    outputs = run_all(engine)["a"]
+    engine.close()
+    assert {o.index for o in outputs} == {0, 1, 2}
+    finals = [o for o in outputs if o.finish_reason is not None]
+    assert len(finals) == 3
+    for output in outputs:
+        assert output.logprobs is not None and len(output.logprobs) == len(output.token_ids)
+        for entry in output.logprobs:
+            assert entry.logprob <= 0.0 and len(entry.top) == 2
+            assert entry.top[0][2] >= entry.top[1][2]
+
+
+def test_preemption_under_a_small_kv_cache_still_completes(tiny_model_path: Path) -> None:
+    prompts = [list(range(i, i + 60)) for i in range(8)]
+    roomy = make_engine(tiny_model_path, max_num_seqs=8)
+    tight = make_engine(
+        tiny_model_path, max_num_seqs=8, max_num_kv_tokens=300, enable_prefix_caching=False
+    )
+    results = []
+    for engine in (roomy, tight):
+        for i, prompt in enumerate(prompts):
+            engine.add_request(request(str(i), prompt, max_tokens=30, ignore_eos=True))
+        results.append({rid: joined(outs)[1] for rid, outs in run_all(engine).items()})
+        engine.close()
+    assert results[0] == results[1]
