@@ -107,9 +107,9 @@ def test_shared_prefix_is_reused_not_prefilled(tiny_model_path: Path) -> None:
     engine = make_engine(tiny_model_path)
     rng = random.Random(0)
     prefix = [rng.randrange(0, 256) for _ in range(500)]
-    engine.add_request(request("first", prefix + [10, 11, 12], max_tokens=4))
+    engine.add_request(request("first", [*prefix, 10, 11, 12], max_tokens=4))
     run_all(engine)
-    engine.add_request(request("second", prefix + [20, 21, 22, 23], max_tokens=4))
+    engine.add_request(request("second", [*prefix, 20, 21, 22, 23], max_tokens=4))
     last = run_all(engine)["second"][-1]
     engine.close()
     assert last.usage is not None
@@ -123,7 +123,7 @@ def test_prefix_from_a_running_sequence_is_reused(tiny_model_path: Path) -> None
     engine.add_request(request("first", prefix, max_tokens=50, ignore_eos=True))
     for _ in range(8):  # the first prompt is prefilled and decoding
         engine.step()
-    engine.add_request(request("second", prefix + [1, 2, 3], max_tokens=2, ignore_eos=True))
+    engine.add_request(request("second", [*prefix, 1, 2, 3], max_tokens=2, ignore_eos=True))
     outputs = run_all(engine)
     engine.close()
     usage = outputs["second"][-1].usage
@@ -137,7 +137,7 @@ def test_reused_prefix_gives_the_same_tokens_as_a_fresh_prefill(tiny_model_path:
     expected = joined(run_all(fresh)["x"])[1]
     fresh.close()
     engine = make_engine(tiny_model_path)
-    engine.add_request(request("warm", prompt[:150] + [7, 7], max_tokens=3, ignore_eos=True))
+    engine.add_request(request("warm", [*prompt[:150], 7, 7], max_tokens=3, ignore_eos=True))
     run_all(engine)
     engine.add_request(request("x", prompt, max_tokens=12, ignore_eos=True))
     outputs = run_all(engine)["x"]
@@ -221,7 +221,7 @@ def test_empty_and_oversized_prompts_are_refused(tiny_model_path: Path) -> None:
         engine.add_request(request("empty-ids", []))
     with pytest.raises(InvalidParameter, match="vocabulary"):
         engine.add_request(request("bad-ids", [1, 2, 99_999]))
-    with pytest.raises(ContextLengthExceeded, match="300 tokens.*256"):
+    with pytest.raises(ContextLengthExceeded, match=r"300 tokens.*256"):
         engine.add_request(request("long", [i % 250 for i in range(300)]))
     engine.add_request(request("ok", "still serving", max_tokens=3))
     assert run_all(engine)["ok"][-1].finish_reason is not None
