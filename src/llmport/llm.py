@@ -17,7 +17,6 @@ from llmport.config import EngineConfig
 from llmport.engine.client import EngineClient
 from llmport.engine.core import EngineCore
 from llmport.store.embedded import default_cache_dir
-from llmport.store.gguf_info import read_gguf_info
 from llmport.store.refs import resolve_model
 from llmport.types import FinishReason, Output, Request, SamplingParams, TokenLogprob, Usage
 
@@ -59,10 +58,8 @@ class RequestOutput:
 
 
 def load_model_path(model: str | Path | None) -> Path:
-    """Resolve a model reference and validate the file before llama.cpp sees it."""
-    path = resolve_model(str(model) if model is not None else None, default_cache_dir())
-    read_gguf_info(path)
-    return path
+    """Resolve a model reference (a .gguf path or a known name) to a file."""
+    return resolve_model(str(model) if model is not None else None, default_cache_dir())
 
 
 class LLM:

@@ -19,6 +19,7 @@ from llmport.backends.base import DecodeBatch, FloatMatrix, KvCacheFull
 from llmport.backends.memory import available_memory_bytes
 from llmport.config import EngineConfig
 from llmport.errors import ModelLoadFailed, ServerError
+from llmport.store.gguf_info import read_gguf_info
 from llmport.types import SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class LlamaCppBackend:
     """One GGUF model and one context whose unified KV cache all slots share."""
 
     def __init__(self, model_path: Path, config: EngineConfig) -> None:
+        read_gguf_info(model_path)  # a bad file gets InvalidModelFile, not a llama.cpp abort
         self._model = self._load_model(model_path, config)
         self._vocab = llama.llama_model_get_vocab(self._model)
         self._vocab_size = int(llama.llama_vocab_n_tokens(self._vocab))

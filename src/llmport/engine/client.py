@@ -24,12 +24,14 @@ from llmport.engine.messages import (
     AbortRequest,
     AddRequest,
     FromWorker,
+    GetStats,
     LoadFailed,
     Outputs,
     Ready,
     RequestFailed,
     ResetPrefixCache,
     Shutdown,
+    Stats,
     ToWorker,
     encoder,
     from_worker_decoder,
@@ -52,6 +54,7 @@ class EngineClient:
         self.info = ready
         self._queues: dict[str, asyncio.Queue[_Item]] = {}
         self._dead: LlmportError | None = None
+        self._stats_waiters: list[asyncio.Future[Stats]] = []
         asyncio.get_running_loop().add_reader(conn.fileno(), self._on_readable)
 
     @classmethod
@@ -118,6 +121,15 @@ class EngineClient:
         if self._dead is None:
             self._send(AbortRequest(request_id))
 
+    async def stats(self) -> Stats:
+        """The worker's load, answered between two steps."""
+        if self._dead is not None:
+            raise self._dead
+        waiter: asyncio.Future[Stats] = asyncio.get_running_loop().create_future()
+        self._stats_waiters.append(waiter)
+        self._send(GetStats())
+        return await waiter
+
     async def reset_prefix_cache(self) -> None:
         self._send(ResetPrefixCache())
 
@@ -156,6 +168,9 @@ class EngineClient:
                 queue = self._queues.get(output.request_id)
                 if queue is not None:
                     queue.put_nowait(output)
+        elif isinstance(message, Stats):
+            if self._stats_waiters:
+                self._stats_waiters.pop(0).set_result(message)
         elif isinstance(message, RequestFailed):
             queue = self._queues.get(message.request_id)
             if queue is not None:
@@ -171,6 +186,10 @@ class EngineClient:
     def _fail_all(self, error: LlmportError) -> None:
         for queue in self._queues.values():
             queue.put_nowait(error)
+        for waiter in self._stats_waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
+        self._stats_waiters.clear()
 
 
 def _first_message(conn: Connection) -> FromWorker | None:

@@ -13,6 +13,7 @@ from llmport.config import EngineConfig
 from llmport.engine.detokenizer import IncrementalDetokenizer
 from llmport.engine.kv_cache import KvCacheManager
 from llmport.engine.logprobs import token_logprob
+from llmport.engine.messages import Stats
 from llmport.engine.prefix_cache import PrefixCache
 from llmport.engine.sampler import SampleSite, needs_chain, sample
 from llmport.engine.scheduler import ScheduledChunk, Scheduler
@@ -104,6 +105,17 @@ class EngineCore:
             self._finish(seq, FinishReason.ABORT)
             outputs.append(self._output(seq))
         return outputs
+
+    def stats(self) -> Stats:
+        scheduler = self.scheduler
+        return Stats(
+            num_requests=len(self._num_live),
+            num_running=len(scheduler.running),
+            num_waiting=len(scheduler.waiting),
+            num_cached_prefixes=len(scheduler.prefix_cache),
+            num_used_kv_cells=scheduler.kv.num_used_cells,
+            num_kv_cells=scheduler.kv.num_cells,
+        )
 
     def reset_prefix_cache(self) -> None:
         self.scheduler.prefix_cache.clear()

@@ -26,6 +26,21 @@ class Shutdown(msgspec.Struct, tag="shutdown"):
     pass
 
 
+class GetStats(msgspec.Struct, tag="get_stats"):
+    pass
+
+
+class Stats(msgspec.Struct, tag="stats"):
+    """A snapshot of the engine's load (for metrics, and for tests to see leaks)."""
+
+    num_requests: int
+    num_running: int
+    num_waiting: int
+    num_cached_prefixes: int
+    num_used_kv_cells: int
+    num_kv_cells: int
+
+
 class Ready(msgspec.Struct, tag="ready"):
     """The model is loaded; what the caller needs to know about it."""
 
@@ -53,8 +68,8 @@ class LoadFailed(msgspec.Struct, tag="load_failed"):
     message: str
 
 
-ToWorker = AddRequest | AbortRequest | ResetPrefixCache | Shutdown
-FromWorker = Ready | Outputs | RequestFailed | LoadFailed
+ToWorker = AddRequest | AbortRequest | ResetPrefixCache | Shutdown | GetStats
+FromWorker = Ready | Outputs | RequestFailed | LoadFailed | Stats
 
 encoder = msgspec.msgpack.Encoder()
 to_worker_decoder = msgspec.msgpack.Decoder(ToWorker)

@@ -16,6 +16,7 @@ from llmport.engine.messages import (
     AbortRequest,
     AddRequest,
     FromWorker,
+    GetStats,
     LoadFailed,
     Outputs,
     Ready,
@@ -81,6 +82,8 @@ def _handle(core: EngineCore, conn: Connection, message: ToWorker) -> None:
         _send_outputs(conn, core.abort_request(message.request_id))
     elif isinstance(message, ResetPrefixCache):
         core.reset_prefix_cache()
+    elif isinstance(message, GetStats):
+        _send(conn, core.stats())
 
 
 def _step(core: EngineCore, conn: Connection) -> None:
