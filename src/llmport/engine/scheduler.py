@@ -62,8 +62,10 @@ class Scheduler:
         chunks: list[ScheduledChunk] = []
         budget = self.max_num_batched_tokens
         planned_cells = 0
-        self._num_preempted = 0
-        for seq in list(self.running):
+        if not self.running:
+            self._num_preempted = 0  # nothing left to thrash against
+        # Decodes before prefill chunks: a long prompt never delays a stream's next token.
+        for seq in sorted(self.running, key=lambda s: s.num_uncomputed_tokens > 1):
             if seq.status is not SequenceStatus.RUNNING or budget == 0:
                 continue
             num_tokens = min(seq.num_uncomputed_tokens, budget)
@@ -152,6 +154,9 @@ class Scheduler:
 
     def commit(self, chunks: list[ScheduledChunk]) -> None:
         """Record that the chunks' tokens now have KV."""
+        # Preemptions are counted from one committed step to the next, so a batch
+        # llama.cpp refused is re-planned without re-admitting what relieve() dropped.
+        self._num_preempted = 0
         for chunk in chunks:
             if chunk.seq.slot is not None:
                 self.kv.extend(chunk.seq.slot, chunk.num_tokens)

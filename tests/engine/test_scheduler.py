@@ -1,0 +1,498 @@
+"""A real Scheduler (KvCacheManager + PrefixCache) driven over the fake backend.
+
+``Harness.step`` does what ``EngineCore.step`` does (schedule, decode with
+relieve-and-reschedule on KvCacheFull, commit, sample greedily, finish at
+max_tokens) and checks the plan and the KV after every step: every running
+sequence's slot holds exactly its computed tokens, every cached prefix its
+recorded tokens, and no slot holds anything else.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from fake_backend import FakeBackend, reference_output
+
+from llmport.backends.base import DecodeBatch, FloatMatrix, KvCacheFull
+from llmport.engine.detokenizer import IncrementalDetokenizer
+from llmport.engine.kv_cache import KvCacheManager
+from llmport.engine.prefix_cache import PrefixCache
+from llmport.engine.scheduler import ScheduledChunk, Scheduler
+from llmport.engine.sequence import Sequence, SequenceStatus
+from llmport.types import FinishReason, SamplingParams
+
+
+class RecordingScheduler(Scheduler):
+    """Records each preemption with the running queue (and cache size) just before."""
+
+    def __init__(
+        self,
+        kv: KvCacheManager,
+        prefix_cache: PrefixCache,
+        max_num_seqs: int,
+        max_num_batched_tokens: int,
+    ) -> None:
+        super().__init__(kv, prefix_cache, max_num_seqs, max_num_batched_tokens)
+        self.preemptions: list[tuple[Sequence, list[Sequence]]] = []
+        self.num_cached_at_preemption: list[int] = []
+
+    def preempt(self, seq: Sequence) -> None:
+        self.preemptions.append((seq, list(self.running)))
+        self.num_cached_at_preemption.append(len(self.prefix_cache))
+        super().preempt(seq)
+
+
+def make_batch(chunks: list[ScheduledChunk]) -> DecodeBatch:
+    token_ids: list[int] = []
+    positions: list[int] = []
+    slots: list[int] = []
+    is_output: list[int] = []
+    for chunk in chunks:
+        assert chunk.seq.slot is not None
+        end = chunk.start + chunk.num_tokens
+        token_ids += chunk.seq.token_ids[chunk.start : end]
+        positions += range(chunk.start, end)
+        slots += [chunk.seq.slot] * chunk.num_tokens
+        is_output += [0] * (chunk.num_tokens - 1) + [int(chunk.reaches_end)]
+    return DecodeBatch(
+        np.array(token_ids, dtype=np.int32),
+        np.array(positions, dtype=np.int32),
+        np.array(slots, dtype=np.int32),
+        np.array(is_output, dtype=np.int8),
+    )
+
+
+class Harness:
+    def __init__(
+        self,
+        num_kv_tokens: int = 256,
+        num_slots: int = 8,
+        max_num_seqs: int = 4,
+        max_num_batched_tokens: int = 32,
+        max_num_entries: int | None = None,
+        num_real_cells: int | None = None,
+        check_decodes_first: bool = True,
+    ) -> None:
+        self.check_decodes_first = check_decodes_first
+        self.backend = FakeBackend(
+            num_kv_tokens=num_kv_tokens,
+            num_slots=num_slots,
+            max_num_batched_tokens=max_num_batched_tokens,
+            num_real_cells=num_real_cells,
+        )
+        self.kv = KvCacheManager(self.backend)
+        if max_num_entries is None:
+            max_num_entries = max(0, num_slots - max_num_seqs)
+        self.prefix_cache = PrefixCache(self.kv, max_num_entries)
+        self.scheduler = RecordingScheduler(
+            self.kv, self.prefix_cache, max_num_seqs, max_num_batched_tokens
+        )
+        self.seqs: list[Sequence] = []
+        self.steps: list[list[ScheduledChunk]] = []
+        self._decoding_ids: set[int] = set()
+        self._num_requests = 0
+
+    def add(self, prompt: list[int], max_tokens: int) -> Sequence:
+        self._num_requests += 1
+        seq = Sequence(
+            f"req-{self._num_requests}",
+            0,
+            prompt,
+            SamplingParams(temperature=0.0, max_tokens=max_tokens),
+            max_tokens,
+            IncrementalDetokenizer(lambda t: b"x"),
+            None,
+        )
+        self.scheduler.add(seq)
+        self.seqs.append(seq)
+        return seq
+
+    # -- one engine step ---------------------------------------------------------
+
+    def step(self) -> list[ScheduledChunk]:
+        self._decoding_ids = {
+            s.seq_id for s in self.scheduler.running if s.num_uncomputed_tokens == 1
+        }
+        chunks = self.scheduler.schedule()
+        logits = self._forward(chunks)
+        chunks = self.steps[-1]
+        self.scheduler.commit(chunks)
+        row = 0
+        for chunk in chunks:
+            if chunk.reaches_end:
+                seq = chunk.seq
+                seq.append(int(np.argmax(logits[row])))
+                seq.is_first_output = False
+                row += 1
+                if seq.num_output_tokens >= seq.max_tokens:
+                    self.scheduler.finish(seq, FinishReason.LENGTH)
+        assert row == len(logits)
+        self.check_state()
+        return chunks
+
+    def _forward(self, chunks: list[ScheduledChunk]) -> FloatMatrix:
+        for _ in range(50):
+            self.check_plan(chunks)
+            self.steps.append(chunks)
+            if not chunks:
+                return np.empty((0, self.backend.vocab_size), dtype=np.float32)
+            try:
+                return self.backend.decode(make_batch(chunks))
+            except KvCacheFull:
+                self.steps.pop()
+                if not self.scheduler.relieve(chunks):
+                    raise
+                chunks = self.scheduler.schedule()
+        raise AssertionError("relieve and schedule keep planning batches the cache refuses")
+
+    def run(self, max_num_steps: int = 5_000) -> None:
+        for _ in range(max_num_steps):
+            if not self.scheduler.has_unfinished:
+                return
+            self.step()
+        raise AssertionError(f"still unfinished after {max_num_steps} steps")
+
+    # -- invariants --------------------------------------------------------------
+
+    def check_plan(self, chunks: list[ScheduledChunk]) -> None:
+        scheduler = self.scheduler
+        assert sum(c.num_tokens for c in chunks) <= scheduler.max_num_batched_tokens
+        assert len(scheduler.running) <= scheduler.max_num_seqs
+        assert len({c.seq.seq_id for c in chunks}) == len(chunks)
+        for chunk in chunks:
+            assert chunk.seq.status is SequenceStatus.RUNNING
+            assert chunk.num_tokens >= 1
+            assert chunk.start == chunk.seq.num_computed_tokens
+            assert chunk.start + chunk.num_tokens <= len(chunk.seq)
+        if self.check_decodes_first:
+            self.check_decodes_come_first(chunks)
+
+    def check_decodes_come_first(self, chunks: list[ScheduledChunk]) -> None:
+        """Every sequence that was decoding and still runs gets its token (streams never
+        stall), and those decode tokens come before any prefill chunk."""
+        scheduler = self.scheduler
+        decoding = [s for s in scheduler.running if s.seq_id in self._decoding_ids]
+        if len(decoding) <= scheduler.max_num_batched_tokens:
+            scheduled = {c.seq.seq_id for c in chunks}
+            assert all(s.seq_id in scheduled for s in decoding), "a decode stalled"
+        is_decode = [c.seq.seq_id in self._decoding_ids for c in chunks]
+        assert is_decode == sorted(is_decode, reverse=True), "decode after prefill"
+
+    def check_state(self) -> None:
+        scheduler, backend = self.scheduler, self.backend
+        owners: dict[int, list[int]] = {}
+        for seq in scheduler.running:
+            assert seq.status is SequenceStatus.RUNNING and seq.slot is not None
+            assert self.kv.num_tokens(seq.slot) == seq.num_computed_tokens
+            owners[seq.slot] = seq.computed_token_ids()
+        for seq in scheduler.waiting:
+            assert seq.status is SequenceStatus.WAITING and seq.slot is None
+        for slot in self.prefix_cache.slots:
+            assert slot not in owners, f"slot {slot} is both running and cached"
+            owners[slot] = self.prefix_cache.token_ids(slot)
+        for slot in range(backend.num_slots):
+            backend.assert_holds(slot, owners.get(slot, []))
+        assert self.kv.num_free_slots == backend.num_slots - len(owners)
+        assert self.kv.num_used_cells >= backend.num_used_cells
+
+    def check_outputs(self) -> None:
+        for seq in self.seqs:
+            expected = reference_output(seq.token_ids[: seq.num_prompt_tokens], seq.max_tokens)
+            assert seq.is_finished
+            if seq.finish_reason is FinishReason.ABORT:
+                assert seq.output_token_ids == expected[: seq.num_output_tokens]
+            else:
+                assert seq.finish_reason is FinishReason.LENGTH
+                assert seq.output_token_ids == expected
+
+    def check_drained(self) -> None:
+        assert not self.scheduler.running and not self.scheduler.waiting
+        self.prefix_cache.clear()
+        assert self.backend.num_used_cells == 0
+        assert self.kv.num_used_cells == 0
+        assert self.kv.num_free_slots == self.backend.num_slots
+
+
+STALL_BUG = (
+    "Scheduler.schedule walks running in admission order, so a running sequence still "
+    "prefilling (its admission chunk was cut to the free cells, then the next admission "
+    "evicted a cached prefix) takes the whole budget before later decodes; fix: schedule "
+    "running decodes (num_uncomputed_tokens == 1) before running prefills"
+)
+RELIEVE_BUG = (
+    "After relieve() preempts the last chunk's sequence, schedule() resets _num_preempted "
+    "and re-admits it, planning the same refused batch forever (EngineCore._forward spins); "
+    "fix: reset _num_preempted in commit(), not at the start of schedule()"
+)
+
+
+def tokens(rng: random.Random, num_tokens: int) -> list[int]:
+    return [rng.randrange(256) for _ in range(num_tokens)]
+
+
+def chunks_of(steps: list[list[ScheduledChunk]], seq: Sequence) -> list[ScheduledChunk]:
+    return [c for chunks in steps for c in chunks if c.seq is seq]
+
+
+# -- batching ----------------------------------------------------------------------
+
+
+def test_single_sequence_generates_the_reference_tokens() -> None:
+    harness = Harness()
+    seq = harness.add([1, 2, 3, 4], max_tokens=10)
+    harness.run()
+    assert seq.output_token_ids == reference_output([1, 2, 3, 4], 10)
+    assert len(harness.steps) == 10
+    harness.check_drained()
+
+
+def test_running_decodes_are_packed_before_new_prefills() -> None:
+    harness = Harness(max_num_batched_tokens=16)
+    rng = random.Random(0)
+    first = harness.add(tokens(rng, 5), max_tokens=20)
+    harness.step()
+    second = harness.add(tokens(rng, 40), max_tokens=5)
+    chunks = harness.step()
+    assert [(c.seq, c.num_tokens) for c in chunks] == [(first, 1), (second, 15)]
+    harness.run()
+    harness.check_outputs()
+
+
+def test_a_long_prompt_is_chunked_while_running_sequences_keep_decoding() -> None:
+    harness = Harness(max_num_batched_tokens=16)
+    rng = random.Random(1)
+    short = [harness.add(tokens(rng, 4), max_tokens=30) for _ in range(2)]
+    harness.step()
+    harness.step()
+    long = harness.add(tokens(rng, 100), max_tokens=3)
+    prefill_steps = []
+    while long.num_output_tokens == 0:
+        chunks = harness.step()
+        assert [c.seq for c in chunks[:2]] == short
+        assert all(c.num_tokens == 1 for c in chunks[:2])
+        prefill_steps.append(chunks[2].num_tokens)
+    assert prefill_steps == [14] * 7 + [2]
+    harness.run()
+    harness.check_outputs()
+    harness.check_drained()
+
+
+def test_a_prefill_cut_short_by_cells_does_not_stall_a_later_decode() -> None:
+    rng = random.Random(11)
+    harness = Harness(num_kv_tokens=64, num_slots=4, max_num_seqs=2, max_num_batched_tokens=16)
+    harness.add(tokens(rng, 58), max_tokens=2)
+    harness.run()  # a cached prefix of 59 cells leaves 5 free
+    long = harness.add(tokens(rng, 30), max_tokens=4)
+    short = harness.add(tokens(rng, 3), max_tokens=4)
+    chunks = harness.step()
+    # The long prompt gets the 5 free cells; the short one then evicts the cached prefix.
+    assert [(c.seq, c.num_tokens) for c in chunks] == [(long, 5), (short, 3)]
+    chunks = harness.step()  # check_plan: the short sequence must get its decode token
+    assert [(c.seq, c.num_tokens) for c in chunks] == [(short, 1), (long, 15)]
+
+
+def test_the_token_budget_and_max_num_seqs_are_never_exceeded() -> None:
+    harness = Harness(num_slots=6, max_num_seqs=3, max_num_batched_tokens=8)
+    rng = random.Random(2)
+    for _ in range(8):
+        harness.add(tokens(rng, rng.randint(1, 20)), max_tokens=rng.randint(1, 10))
+    harness.run()  # check_plan asserts both limits on every planned batch
+    assert max(len({c.seq.seq_id for c in chunks}) for chunks in harness.steps) == 3
+    assert max(sum(c.num_tokens for c in chunks) for chunks in harness.steps) == 8
+    harness.check_outputs()
+    harness.check_drained()
+
+
+# -- preemption ----------------------------------------------------------------------
+
+
+def test_preemption_takes_the_newest_and_recomputes_the_same_tokens() -> None:
+    rng = random.Random(3)
+    prompts = [tokens(rng, 12) for _ in range(3)]
+    harness = Harness(num_kv_tokens=48, max_num_batched_tokens=48, max_num_entries=0)
+    seqs = [harness.add(prompt, max_tokens=20) for prompt in prompts]
+    harness.run()
+    preemptions = harness.scheduler.preemptions
+    assert preemptions
+    for victim, running in preemptions:
+        assert victim is running[-1]
+    assert seqs[-1] in [victim for victim, _ in preemptions]
+    assert seqs[0] not in [victim for victim, _ in preemptions]
+    for seq, prompt in zip(seqs, prompts, strict=True):
+        assert seq.output_token_ids == reference_output(prompt, 20)
+    harness.check_drained()
+
+    roomy = Harness(num_kv_tokens=1024, max_num_batched_tokens=48)
+    for prompt in prompts:
+        roomy.add(prompt, max_tokens=20)
+    roomy.run()
+    assert not roomy.scheduler.preemptions
+    assert [s.output_token_ids for s in roomy.seqs] == [s.output_token_ids for s in seqs]
+
+
+def test_cached_prefixes_are_evicted_before_anything_is_preempted() -> None:
+    rng = random.Random(4)
+    harness = Harness(num_kv_tokens=64, num_slots=8, max_num_seqs=2)
+    for _ in range(4):
+        harness.add(tokens(rng, 10), max_tokens=2)
+    harness.run()
+    assert len(harness.prefix_cache) == 4  # 44 of 64 cells
+    for _ in range(2):
+        harness.add(tokens(rng, 10), max_tokens=30)
+    harness.run()
+    assert harness.scheduler.preemptions
+    assert harness.scheduler.num_cached_at_preemption == [0] * len(harness.scheduler.preemptions)
+    harness.check_outputs()
+    harness.check_drained()
+
+
+def test_a_refused_batch_is_relieved_and_still_completes() -> None:
+    """llama.cpp may refuse a batch the estimate allowed (SWA cells, padding): the
+    scheduler must shrink the batch, not plan the same one again forever."""
+    rng = random.Random(5)
+    prompts = [tokens(rng, 10) for _ in range(3)]
+    harness = Harness(num_kv_tokens=96, num_real_cells=60, max_num_batched_tokens=32)
+    for prompt in prompts:
+        harness.add(prompt, max_tokens=12)
+    harness.run()
+    assert harness.backend.num_refused > 0
+    harness.check_outputs()
+    harness.check_drained()
+
+
+# -- prefix reuse --------------------------------------------------------------------
+
+
+def test_a_shared_prefix_with_a_finished_sequence_is_not_recomputed() -> None:
+    rng = random.Random(6)
+    harness = Harness()
+    first = harness.add(tokens(rng, 40), max_tokens=4)
+    harness.run()
+    assert first.num_cached_tokens == 0
+
+    second = harness.add(first.token_ids[:30] + tokens(rng, 10), max_tokens=4)
+    harness.run()
+    assert second.num_cached_tokens == 30
+    computed = chunks_of(harness.steps, second)
+    assert computed[0].start == 30
+    assert sum(c.num_tokens for c in computed) == 10 + 3
+
+    # A prompt that continues a finished conversation reuses its outputs too (all
+    # but the last, which was sampled and never fed back).
+    third = harness.add([*first.token_ids, 7, 7], max_tokens=2)
+    harness.run()
+    assert third.num_cached_tokens == 43
+
+    # The very same prompt again: everything but the last token, which must be
+    # computed to get logits.
+    fourth = harness.add(first.token_ids[:40], max_tokens=4)
+    harness.run()
+    assert fourth.num_cached_tokens == 39
+    assert fourth.output_token_ids == first.output_token_ids
+    harness.check_outputs()
+    harness.check_drained()
+
+
+def test_a_prefix_is_shared_with_a_running_sequence() -> None:
+    rng = random.Random(7)
+    harness = Harness(max_num_batched_tokens=64)
+    prompt = tokens(rng, 30)
+    first = harness.add(prompt, max_tokens=10)
+    harness.step()
+    harness.step()
+    second = harness.add(prompt[:20] + tokens(rng, 5), max_tokens=10)
+    harness.step()
+    assert second.num_cached_tokens == 20
+    assert second.slot != first.slot
+    harness.run()
+    harness.check_outputs()
+    harness.check_drained()
+
+
+def test_with_no_free_slot_the_cached_slot_itself_is_taken() -> None:
+    rng = random.Random(8)
+    harness = Harness(num_slots=1, max_num_seqs=1, max_num_entries=1)
+    first = harness.add(tokens(rng, 20), max_tokens=5)
+    harness.run()
+    assert harness.prefix_cache.slots == [0]
+    second = harness.add(first.token_ids[:12] + tokens(rng, 3), max_tokens=5)
+    harness.step()
+    assert second.slot == 0
+    assert second.num_cached_tokens == 12
+    assert len(harness.prefix_cache) == 0
+    harness.run()
+    harness.check_outputs()
+    harness.check_drained()
+
+
+def test_prefix_caching_off_frees_finished_slots() -> None:
+    rng = random.Random(9)
+    harness = Harness(max_num_entries=0)
+    first = harness.add(tokens(rng, 20), max_tokens=3)
+    harness.run()
+    assert harness.backend.num_used_cells == 0
+    second = harness.add(first.token_ids[:20], max_tokens=3)
+    harness.run()
+    assert second.num_cached_tokens == 0
+    harness.check_outputs()
+
+
+# -- abort ---------------------------------------------------------------------------
+
+
+def test_aborting_running_and_waiting_sequences_frees_their_queues() -> None:
+    rng = random.Random(10)
+    harness = Harness(max_num_seqs=1, max_num_batched_tokens=8)
+    running = harness.add(tokens(rng, 20), max_tokens=10)
+    waiting = harness.add(tokens(rng, 20), max_tokens=10)
+    harness.step()
+    assert running.status is SequenceStatus.RUNNING and running.num_computed_tokens == 8
+    harness.scheduler.finish(running, FinishReason.ABORT)
+    harness.scheduler.finish(waiting, FinishReason.ABORT)
+    harness.check_state()
+    assert not harness.scheduler.has_unfinished
+    assert harness.prefix_cache.token_ids(harness.prefix_cache.slots[0]) == running.token_ids[:8]
+    assert running.finish_reason is waiting.finish_reason is FinishReason.ABORT
+    harness.check_drained()
+
+
+# -- random workloads ------------------------------------------------------------------
+
+
+def random_workload(seed: int, check_decodes_first: bool) -> Harness:
+    rng = random.Random(seed)
+    max_num_seqs = rng.randint(1, 5)
+    harness = Harness(
+        num_kv_tokens=rng.choice([64, 96, 256]),
+        num_slots=max_num_seqs + rng.randint(0, 4),
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=rng.choice([4, 16, 64]),
+        check_decodes_first=check_decodes_first,
+    )
+    stems = [tokens(rng, rng.randint(1, 30)) for _ in range(3)]
+    for _ in range(rng.randint(20, 40)):
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            prompt = rng.choice(stems)[: rng.randint(1, 30)] + tokens(rng, rng.randint(0, 12))
+            harness.add(prompt, max_tokens=rng.randint(1, 20))
+        live = [*harness.scheduler.running, *harness.scheduler.waiting]
+        if live and rng.random() < 0.15:
+            harness.scheduler.finish(rng.choice(live), FinishReason.ABORT)
+            harness.check_state()
+        harness.step()
+    harness.run()
+    return harness
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_random_workloads_stay_consistent_and_drain(seed: int) -> None:
+    # Decode order is left to the test below (a known bug breaks it in some seeds).
+    harness = random_workload(seed, check_decodes_first=False)
+    harness.check_outputs()
+    harness.check_drained()
+
+
+def test_random_workloads_never_stall_a_decode() -> None:
+    for seed in range(16):
+        random_workload(seed, check_decodes_first=True)
