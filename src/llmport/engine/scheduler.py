@@ -8,6 +8,7 @@ prefixes, then preempts the newest running sequence (recomputed later).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import NamedTuple
 
@@ -145,6 +146,8 @@ class Scheduler:
     def _start(self, seq: Sequence, slot: int, num_reused: int) -> None:
         if seq.is_first_output:
             seq.num_cached_tokens = min(num_reused, seq.num_prompt_tokens)
+        if seq.timings.first_scheduled is None:
+            seq.timings.first_scheduled = time.monotonic()
         seq.slot = slot
         seq.num_computed_tokens = num_reused
         seq.status = SequenceStatus.RUNNING

@@ -55,6 +55,8 @@ def run_worker(model_path: Path, config: EngineConfig, conn: Connection, log_lev
     )
     try:
         _serve(core, conn)
+    except (EOFError, BrokenPipeError):
+        logger.info("the engine client went away; worker exits")
     finally:
         core.close()
 
