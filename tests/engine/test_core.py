@@ -265,3 +265,19 @@ def test_preemption_under_a_small_kv_cache_still_completes(tiny_model_path: Path
         results.append({rid: joined(outs)[1] for rid, outs in run_all(engine).items()})
         engine.close()
     assert results[0] == results[1]
+
+
+def test_greedy_logit_bias_bans_and_forces_tokens(tiny_model_path: Path) -> None:
+    engine = make_engine(tiny_model_path)
+    engine.add_request(request("free", "bias", max_tokens=8, ignore_eos=True))
+    _, free_ids = joined(run_all(engine)["free"])
+    engine.add_request(
+        request("ban", "bias", max_tokens=8, ignore_eos=True, logit_bias={free_ids[0]: -1e9})
+    )
+    engine.add_request(
+        request("force", "bias", max_tokens=8, ignore_eos=True, logit_bias={65: 1e9})
+    )
+    outputs = run_all(engine)
+    engine.close()
+    assert joined(outputs["ban"])[1][0] != free_ids[0]
+    assert joined(outputs["force"])[1] == [65] * 8

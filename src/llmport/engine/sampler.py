@@ -25,12 +25,19 @@ class SampleSite(NamedTuple):
 
 
 def needs_chain(params: SamplingParams) -> bool:
-    """Only plain greedy skips the llama.cpp chain."""
-    return not params.is_greedy or params.has_penalties or bool(params.logit_bias)
+    """Greedy without penalties (logit bias included) skips the llama.cpp chain."""
+    return not params.is_greedy or params.has_penalties
 
 
 def sample(logits: FloatMatrix, sites: list[SampleSite]) -> list[int]:
-    """One token per site, in order; sampler chains accept their own token."""
+    """One token per site, in order; sampler chains accept their own token.
+
+    Greedy rows get their logit bias added in place: the buffer is llama.cpp's
+    and is rewritten by the next decode, and chain rows are not touched.
+    """
+    for site in sites:
+        if site.seq.sampler is None and site.seq.params.logit_bias:
+            _add_bias(logits[site.row], site.seq.params.logit_bias)
     if all(site.seq.sampler is None for site in sites):
         # Sites are the output rows in order, so one argmax covers them all.
         return [int(t) for t in np.argmax(logits, axis=1)]
@@ -41,3 +48,8 @@ def _sample_one(logits: FloatMatrix, site: SampleSite) -> int:
     if site.seq.sampler is not None:
         return site.seq.sampler.sample(site.batch_index)
     return int(np.argmax(logits[site.row]))
+
+
+def _add_bias(row: np.ndarray, bias: dict[int, float]) -> None:
+    ids = np.fromiter(bias.keys(), dtype=np.int64, count=len(bias))
+    row[ids] += np.fromiter(bias.values(), dtype=np.float32, count=len(bias))
