@@ -199,10 +199,6 @@ class LlamaCppBackend:
     def eog_token_ids(self) -> frozenset[int]:
         return self._eog_token_ids
 
-    @property
-    def sliding_window(self) -> int:
-        return self._n_swa
-
     # -- text ----------------------------------------------------------------
 
     def tokenize(self, text: str) -> list[int]:

@@ -1,4 +1,4 @@
-"""Memory probes used to size caches (kept apart so tests can reason about them)."""
+"""The memory probe that sizes the default KV cache."""
 
 from __future__ import annotations
 
@@ -15,9 +15,3 @@ def available_memory_bytes() -> int:
     except OSError:
         pass
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def process_rss_bytes(pid: int | None = None) -> int:
-    """Resident set size of a process (this one by default), from /proc."""
-    with open(f"/proc/{pid or 'self'}/statm", encoding="ascii") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
