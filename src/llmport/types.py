@@ -128,6 +128,8 @@ class Request(msgspec.Struct, kw_only=True):
     prompt: str | None = None
     prompt_token_ids: list[int] | None = None
     params: SamplingParams = msgspec.field(default_factory=SamplingParams)
+    #: False for a rendered chat template, which writes BOS itself.
+    add_special_tokens: bool = True
 
 
 class TokenLogprob(msgspec.Struct, array_like=True):

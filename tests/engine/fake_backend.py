@@ -121,7 +121,15 @@ class FakeBackend:
 
     # -- text -----------------------------------------------------------------------
 
-    def tokenize(self, text: str) -> list[int]:
+    @property
+    def bos_token(self) -> str:
+        return ""
+
+    @property
+    def eos_token(self) -> str:
+        return ""
+
+    def tokenize(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return list(text.encode())
 
     def piece(self, token_id: int) -> bytes:

@@ -70,7 +70,15 @@ class Backend(Protocol):
     @property
     def eog_token_ids(self) -> frozenset[int]: ...
 
-    def tokenize(self, text: str) -> list[int]: ...
+    @property
+    def bos_token(self) -> str:
+        """The BOS token's text, as chat templates write it ("" when the model has none)."""
+        ...
+
+    @property
+    def eos_token(self) -> str: ...
+
+    def tokenize(self, text: str, add_special_tokens: bool = True) -> list[int]: ...
 
     def piece(self, token_id: int) -> bytes:
         """The token's raw bytes (maybe part of a UTF-8 character); b"" for control tokens."""

@@ -87,7 +87,8 @@ class LlamaCppBackend:
         self._eog_token_ids = frozenset(
             t for t in range(self._vocab_size) if llama.llama_vocab_is_eog(self._vocab, t)
         )
-        self._add_bos = bool(llama.llama_vocab_get_add_bos(self._vocab))
+        self._bos_token = self._special_text(llama.llama_vocab_bos(self._vocab))
+        self._eos_token = self._special_text(llama.llama_vocab_eos(self._vocab))
 
     # -- loading ---------------------------------------------------------------
 
@@ -201,12 +202,32 @@ class LlamaCppBackend:
 
     # -- text ----------------------------------------------------------------
 
-    def tokenize(self, text: str) -> list[int]:
-        """Tokenize with the model's BOS rule; special-token text (``<start_of_turn>``) parses."""
+    @property
+    def bos_token(self) -> str:
+        return self._bos_token
+
+    @property
+    def eos_token(self) -> str:
+        return self._eos_token
+
+    def _special_text(self, token_id: int) -> str:
+        if not 0 <= token_id < self._vocab_size:
+            return ""
+        text: bytes = llama.llama_vocab_get_text(self._vocab, token_id) or b""
+        return text.decode(errors="replace")
+
+    def tokenize(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Tokenize; special-token text (``<start_of_turn>``) always parses.
+
+        ``add_special_tokens`` adds BOS/EOS as the model's vocab asks; a rendered chat
+        template already holds them, so chat prompts pass False.
+        """
         data = text.encode()
         capacity = len(data) + 8
         buffer = (llama.llama_token * capacity)()
-        count = llama.llama_tokenize(self._vocab, data, len(data), buffer, capacity, True, True)
+        count = llama.llama_tokenize(
+            self._vocab, data, len(data), buffer, capacity, add_special_tokens, True
+        )
         if count < 0:
             raise ServerError(f"tokenizer needed {-count} tokens for {len(data)} bytes")
         return list(buffer[:count])

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import multiprocessing
 import signal
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -23,26 +24,83 @@ from llmport.config import EngineConfig
 from llmport.engine.messages import (
     AbortRequest,
     AddRequest,
+    Detokenize,
     FromWorker,
     GetStats,
+    Load,
     LoadFailed,
     Outputs,
     Ready,
+    Reply,
     RequestFailed,
     ResetPrefixCache,
     Shutdown,
     Stats,
+    Tokenize,
     ToWorker,
     encoder,
     from_worker_decoder,
 )
 from llmport.engine.worker import run_worker
-from llmport.errors import EngineDead, LlmportError, ModelLoadFailed, WorkerCrashed, error_from_code
+from llmport.errors import (
+    EngineDead,
+    InvalidParameter,
+    LlmportError,
+    ModelLoadFailed,
+    WorkerCrashed,
+    error_from_code,
+)
 from llmport.types import Output, Request
 
 logger = logging.getLogger(__name__)
 
 _Item = Output | LlmportError
+
+
+class WorkerProcess:
+    """A spawned worker with llama.cpp imported, waiting for a model to load.
+
+    Spawning costs an interpreter start and the imports (about a second); a server
+    keeps one spare so a model swap pays only the load.
+    """
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=run_worker,
+            args=(child, logging.getLogger().getEffectiveLevel()),
+            name="llmport-worker",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+
+    @property
+    def is_alive(self) -> bool:
+        return self._process.is_alive()
+
+    async def load(self, model_path: Path, config: EngineConfig) -> EngineClient:
+        """Load the model in this process and hand it over; raise why it failed."""
+        # A worker dead before the load is reported below as a load failure.
+        with contextlib.suppress(OSError):
+            self._conn.send_bytes(encoder.encode(Load(str(model_path), config.model_dump())))
+        loop = asyncio.get_running_loop()
+        first = await loop.run_in_executor(None, _first_message, self._conn)
+        if isinstance(first, Ready):
+            return EngineClient(self._process, self._conn, first)
+        await loop.run_in_executor(None, self._process.join, 5)
+        self._conn.close()
+        if isinstance(first, LoadFailed):
+            raise error_from_code(first.code, first.message)
+        raise ModelLoadFailed(f"worker for {model_path} {_death(self._process)} while loading")
+
+    def close(self) -> None:
+        """Let an unused spare exit (it sees EOF)."""
+        self._conn.close()
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
 
 
 class EngineClient:
@@ -54,29 +112,14 @@ class EngineClient:
         self.info = ready
         self._queues: dict[str, asyncio.Queue[_Item]] = {}
         self._dead: LlmportError | None = None
-        self._stats_waiters: list[asyncio.Future[Stats]] = []
+        self._calls: dict[int, asyncio.Future[Reply]] = {}
+        self._call_ids = itertools.count()
         asyncio.get_running_loop().add_reader(conn.fileno(), self._on_readable)
 
     @classmethod
     async def start(cls, model_path: Path, config: EngineConfig) -> EngineClient:
         """Spawn a worker and wait until its model is loaded (or raise why not)."""
-        parent, child = multiprocessing.get_context("spawn").Pipe()
-        process = multiprocessing.get_context("spawn").Process(
-            target=run_worker,
-            args=(model_path, config, child, logging.getLogger().getEffectiveLevel()),
-            name=f"llmport-worker:{model_path.name}",
-            daemon=True,
-        )
-        process.start()
-        child.close()
-        first = await asyncio.get_running_loop().run_in_executor(None, _first_message, parent)
-        if isinstance(first, Ready):
-            return cls(process, parent, first)
-        process.join(timeout=5)
-        parent.close()
-        if isinstance(first, LoadFailed):
-            raise error_from_code(first.code, first.message)
-        raise ModelLoadFailed(f"worker for {model_path} {_death(process)} while loading")
+        return await WorkerProcess().load(model_path, config)
 
     @property
     def pid(self) -> int | None:
@@ -123,12 +166,32 @@ class EngineClient:
 
     async def stats(self) -> Stats:
         """The worker's load, answered between two steps."""
+        reply = await self._call(lambda call_id: GetStats(call_id))
+        assert reply.stats is not None  # The worker's contract, not user input.
+        return reply.stats
+
+    async def tokenize(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        reply = await self._call(lambda call_id: Tokenize(call_id, text, add_special_tokens))
+        return reply.token_ids or []
+
+    async def detokenize(self, token_ids: list[int]) -> str:
+        reply = await self._call(lambda call_id: Detokenize(call_id, token_ids))
+        if reply.error is not None:
+            raise InvalidParameter(reply.error, param="tokens")
+        return reply.text or ""
+
+    async def _call(self, make: Callable[[int], ToWorker]) -> Reply:
+        """Send a query and wait for its Reply (answered between two steps)."""
         if self._dead is not None:
             raise self._dead
-        waiter: asyncio.Future[Stats] = asyncio.get_running_loop().create_future()
-        self._stats_waiters.append(waiter)
-        self._send(GetStats())
-        return await waiter
+        call_id = next(self._call_ids)
+        waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._calls[call_id] = waiter
+        try:
+            self._send(make(call_id))
+            return await waiter
+        finally:
+            self._calls.pop(call_id, None)
 
     async def reset_prefix_cache(self) -> None:
         self._send(ResetPrefixCache())
@@ -168,9 +231,10 @@ class EngineClient:
                 queue = self._queues.get(output.request_id)
                 if queue is not None:
                     queue.put_nowait(output)
-        elif isinstance(message, Stats):
-            if self._stats_waiters:
-                self._stats_waiters.pop(0).set_result(message)
+        elif isinstance(message, Reply):
+            waiter = self._calls.get(message.call_id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(message)
         elif isinstance(message, RequestFailed):
             queue = self._queues.get(message.request_id)
             if queue is not None:
@@ -186,10 +250,9 @@ class EngineClient:
     def _fail_all(self, error: LlmportError) -> None:
         for queue in self._queues.values():
             queue.put_nowait(error)
-        for waiter in self._stats_waiters:
+        for waiter in self._calls.values():
             if not waiter.done():
                 waiter.set_exception(error)
-        self._stats_waiters.clear()
 
 
 def _first_message(conn: Connection) -> FromWorker | None:

@@ -74,7 +74,11 @@ class EngineCore:
                     f"prompt token ids {bad[:5]} are outside the vocabulary", param="prompt"
                 )
         else:
-            ids = self.backend.tokenize(request.prompt) if request.prompt else []
+            ids = (
+                self.backend.tokenize(request.prompt, request.add_special_tokens)
+                if request.prompt
+                else []
+            )
         if not ids:
             raise InvalidParameter("the prompt is empty", param="prompt")
         if len(ids) >= self.backend.max_model_len:

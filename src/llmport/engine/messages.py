@@ -5,9 +5,18 @@ Outputs travel batched: one ``Outputs`` message per engine step.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from llmport.types import Output, Request
+
+
+class Load(msgspec.Struct, tag="load"):
+    """Sent once to a spawned (warm) worker: load this model with this config."""
+
+    model_path: str
+    config: dict[str, Any]
 
 
 class AddRequest(msgspec.Struct, tag="add"):
@@ -27,10 +36,21 @@ class Shutdown(msgspec.Struct, tag="shutdown"):
 
 
 class GetStats(msgspec.Struct, tag="get_stats"):
-    pass
+    call_id: int
 
 
-class Stats(msgspec.Struct, tag="stats"):
+class Tokenize(msgspec.Struct, tag="tokenize"):
+    call_id: int
+    text: str
+    add_special_tokens: bool = True
+
+
+class Detokenize(msgspec.Struct, tag="detokenize"):
+    call_id: int
+    token_ids: list[int]
+
+
+class Stats(msgspec.Struct):
     """A snapshot of the engine's load (for metrics, and for tests to see leaks)."""
 
     num_requests: int
@@ -41,6 +61,16 @@ class Stats(msgspec.Struct, tag="stats"):
     num_kv_cells: int
 
 
+class Reply(msgspec.Struct, tag="reply"):
+    """The answer to the call with ``call_id`` (exactly one field is set)."""
+
+    call_id: int
+    stats: Stats | None = None
+    token_ids: list[int] | None = None
+    text: str | None = None
+    error: str | None = None
+
+
 class Ready(msgspec.Struct, tag="ready"):
     """The model is loaded; what the caller needs to know about it."""
 
@@ -48,6 +78,9 @@ class Ready(msgspec.Struct, tag="ready"):
     max_model_len: int
     num_kv_tokens: int
     max_num_seqs: int
+    #: Token texts chat templates use (``{{ bos_token }}``); "" when the model has none.
+    bos_token: str = ""
+    eos_token: str = ""
 
 
 class Outputs(msgspec.Struct, tag="outputs"):
@@ -68,8 +101,17 @@ class LoadFailed(msgspec.Struct, tag="load_failed"):
     message: str
 
 
-ToWorker = AddRequest | AbortRequest | ResetPrefixCache | Shutdown | GetStats
-FromWorker = Ready | Outputs | RequestFailed | LoadFailed | Stats
+ToWorker = (
+    Load
+    | AddRequest
+    | AbortRequest
+    | ResetPrefixCache
+    | Shutdown
+    | GetStats
+    | Tokenize
+    | Detokenize
+)
+FromWorker = Ready | Outputs | RequestFailed | LoadFailed | Reply
 
 encoder = msgspec.msgpack.Encoder()
 to_worker_decoder = msgspec.msgpack.Decoder(ToWorker)

@@ -1,7 +1,9 @@
 """The worker process: owns one model's EngineCore and runs its step loop.
 
-It blocks on the pipe when idle and drains it between steps when busy, so a
-new request or an abort waits at most one step.
+It starts without a model, imports llama.cpp, and waits for one ``Load``: so a
+server keeps a spare warm and a model swap costs little more than the mmap.
+Once loaded it blocks on the pipe when idle and drains it between steps when
+busy, so a new request or an abort waits at most one step.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from llmport.engine.core import EngineCore
 from llmport.engine.messages import (
     AbortRequest,
     AddRequest,
+    Detokenize,
     FromWorker,
     GetStats,
+    Load,
     LoadFailed,
     Outputs,
     Ready,
+    Reply,
     RequestFailed,
     ResetPrefixCache,
     Shutdown,
+    Tokenize,
     ToWorker,
     encoder,
     to_worker_decoder,
@@ -33,32 +39,42 @@ from llmport.types import Output
 logger = logging.getLogger(__name__)
 
 
-def run_worker(model_path: Path, config: EngineConfig, conn: Connection, log_level: int) -> None:
-    """Process entry point (spawned): load, say Ready, then serve until Shutdown or EOF."""
+def run_worker(conn: Connection, log_level: int) -> None:
+    """Process entry point (spawned): import, wait for Load, say Ready, serve until Shutdown."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from llmport.backends.llama_cpp import LlamaCppBackend
 
     try:
-        core = EngineCore(LlamaCppBackend(model_path, config), config)
+        load = to_worker_decoder.decode(conn.recv_bytes())
+    except (EOFError, OSError):
+        return  # A spare that was never used.
+    if not isinstance(load, Load):
+        return
+    try:
+        config = EngineConfig(**load.config)
+        core = EngineCore(LlamaCppBackend(Path(load.model_path), config), config)
     except LlmportError as error:
         _send(conn, LoadFailed(code=error.code, message=error.message))
         return
-    backend = core.backend
-    _send(
-        conn,
-        Ready(
-            vocab_size=backend.vocab_size,
-            max_model_len=backend.max_model_len,
-            num_kv_tokens=backend.num_kv_tokens,
-            max_num_seqs=config.max_num_seqs,
-        ),
-    )
+    _send(conn, _ready(core))
     try:
         _serve(core, conn)
     except (EOFError, BrokenPipeError):
         logger.info("the engine client went away; worker exits")
     finally:
         core.close()
+
+
+def _ready(core: EngineCore) -> Ready:
+    backend = core.backend
+    return Ready(
+        vocab_size=backend.vocab_size,
+        max_model_len=backend.max_model_len,
+        num_kv_tokens=backend.num_kv_tokens,
+        max_num_seqs=core.config.max_num_seqs,
+        bos_token=backend.bos_token,
+        eos_token=backend.eos_token,
+    )
 
 
 def _serve(core: EngineCore, conn: Connection) -> None:
@@ -85,7 +101,21 @@ def _handle(core: EngineCore, conn: Connection, message: ToWorker) -> None:
     elif isinstance(message, ResetPrefixCache):
         core.reset_prefix_cache()
     elif isinstance(message, GetStats):
-        _send(conn, core.stats())
+        _send(conn, Reply(message.call_id, stats=core.stats()))
+    elif isinstance(message, Tokenize):
+        ids = core.backend.tokenize(message.text, message.add_special_tokens)
+        _send(conn, Reply(message.call_id, token_ids=ids))
+    elif isinstance(message, Detokenize):
+        _send(conn, _detokenize(core, message))
+
+
+def _detokenize(core: EngineCore, message: Detokenize) -> Reply:
+    vocab_size = core.backend.vocab_size
+    bad = [t for t in message.token_ids if not 0 <= t < vocab_size]
+    if bad:
+        return Reply(message.call_id, error=f"token ids {bad[:5]} are outside the vocabulary")
+    data = b"".join(core.backend.piece(t) for t in message.token_ids)
+    return Reply(message.call_id, text=data.decode(errors="replace"))
 
 
 def _step(core: EngineCore, conn: Connection) -> None:
