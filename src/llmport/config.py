@@ -95,3 +95,63 @@ class EngineConfig(BaseSettings):
     @property
     def kv_ggml_type_name(self) -> str:
         return KV_CACHE_DTYPES[self.kv_cache_dtype]
+
+
+#: Tool-call output formats ``--tool-call-parser`` accepts (vLLM's names).
+TOOL_CALL_PARSERS = ("hermes", "llama3_json", "mistral", "pythonic")
+
+
+class ServerSettings(BaseSettings):
+    """``llmport serve``'s own flags, by vLLM's names where vLLM has one."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMPORT_", extra="ignore", frozen=True)
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=11434, ge=0, le=65535, description="Port (Ollama's by default).")
+    api_key: str | None = Field(
+        default=None, description="Require 'Authorization: Bearer KEY' on every route but /health."
+    )
+    served_model_name: list[str] = Field(
+        default_factory=list, description="Names the preloaded model answers to."
+    )
+    dtype: str = Field(default="auto", description="Weights keep the GGUF's types: only 'auto'.")
+    tensor_parallel_size: int = Field(default=1, description="Only 1: a model runs in one process.")
+    gpu_memory_utilization: float | None = Field(
+        default=None, gt=0, le=1, description="Share of GPU memory (needs a GPU build)."
+    )
+    enable_auto_tool_choice: bool = Field(default=False, description="Let models call tools.")
+    tool_call_parser: str | None = Field(
+        default=None, description="Tool-call format: " + ", ".join(TOOL_CALL_PARSERS) + "."
+    )
+
+    @field_validator("dtype")
+    @classmethod
+    def _auto_dtype(cls, value: str) -> str:
+        if value != "auto":
+            raise UnsupportedOption(
+                f"--dtype {value}: GGUF weights run in the types they were quantized to; "
+                "pick another GGUF file (Q8_0, F16, BF16) instead",
+                param="dtype",
+            )
+        return value
+
+    @field_validator("tensor_parallel_size")
+    @classmethod
+    def _one_process(cls, value: int) -> int:
+        if value != 1:
+            raise UnsupportedOption(
+                f"--tensor-parallel-size {value}: the llama.cpp backend runs each model in "
+                "one process (it offloads layers to one GPU with n_gpu_layers)",
+                param="tensor_parallel_size",
+            )
+        return value
+
+    @field_validator("tool_call_parser")
+    @classmethod
+    def _known_parser(cls, value: str | None) -> str | None:
+        if value is not None and value not in TOOL_CALL_PARSERS:
+            raise UnsupportedOption(
+                f"--tool-call-parser {value}: choose one of {', '.join(TOOL_CALL_PARSERS)}",
+                param="tool_call_parser",
+            )
+        return value

@@ -62,6 +62,24 @@ class ServerError(LlmportError):
     code = "server_error"
 
 
+class QueueFull(ServerError):
+    """A model's wait queue is full; retry after ``retry_after`` seconds."""
+
+    status = 503
+    code = "queue_full"
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after
+
+
+class InsufficientMemory(ServerError):
+    """A model can never fit the memory budget, even with every other model unloaded."""
+
+    status = 507
+    code = "insufficient_memory"
+
+
 class ModelLoadFailed(ServerError):
     code = "model_load_failed"
 

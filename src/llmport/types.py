@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+from typing import Any
 
 import msgspec
 
@@ -174,3 +175,18 @@ class Output(msgspec.Struct, kw_only=True):
     @property
     def finished(self) -> bool:
         return self.finish_reason is not None or self.error is not None
+
+
+class GenerationRequest(msgspec.Struct, kw_only=True):
+    """What both API dialects turn a request into: a model name, a prompt or messages."""
+
+    request_id: str
+    model: str
+    params: SamplingParams
+    prompt: str | None = None
+    prompt_token_ids: list[int] | None = None
+    messages: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+    add_generation_prompt: bool = True
+    #: Seconds the model stays loaded after this request (inf = forever); None = default.
+    keep_alive: float | None = None

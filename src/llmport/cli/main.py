@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from llmport.cli.serve import serve
 from llmport.errors import LlmportError
 from llmport.types import SamplingParams
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from llmport.llm import LLM
 
 app = typer.Typer(help="One port, every model.", no_args_is_help=True, add_completion=False)
+app.command()(serve)
 
 
 @app.callback()

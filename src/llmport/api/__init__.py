@@ -1,0 +1,1 @@
+"""HTTP: the OpenAI (and later Ollama) protocols onto the model manager."""

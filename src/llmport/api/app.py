@@ -1,0 +1,68 @@
+"""``create_app``: the one FastAPI app serving every model on one port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from llmport import __version__
+from llmport.api.auth import ApiKeyMiddleware
+from llmport.api.errors import install_error_handlers
+from llmport.api.metrics import Metrics
+from llmport.api.openai.routes import router as openai_router
+from llmport.api.state import AppState, app_state
+from llmport.api.streaming import ClientGone
+from llmport.manager.manager import ModelManager
+
+#: Status logged for a request whose client left (nginx's convention; never sent).
+CLIENT_CLOSED_REQUEST = 499
+
+
+def create_app(
+    manager: ModelManager,
+    *,
+    api_key: str | None = None,
+    preload: dict[str, float | None] | None = None,
+) -> FastAPI:
+    """The app owns ``manager`` from start-up to shutdown (it closes it on exit).
+
+    ``preload`` maps names to load at start to their keep_alive (None = the default).
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        manager.start_spare()
+        for name, keep_alive in (preload or {}).items():
+            await manager.preload(name, keep_alive)
+        try:
+            yield
+        finally:
+            await manager.close()
+
+    app = FastAPI(title="llmport", version=__version__, lifespan=lifespan)
+    app.state.llmport = AppState(manager=manager, metrics=Metrics())
+    install_error_handlers(app)
+    app.add_exception_handler(ClientGone, _client_gone)
+    if api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+    app.include_router(openai_router)
+    app.add_api_route("/health", _health, methods=["GET"])
+    app.add_api_route("/metrics", _metrics, methods=["GET"])
+    return app
+
+
+async def _health() -> Response:
+    return Response(status_code=200)
+
+
+async def _metrics(request: Request) -> Response:
+    state = app_state(request)
+    body = await state.metrics.render(state.manager)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def _client_gone(_: Request, __: Exception) -> Response:
+    return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -1,0 +1,195 @@
+"""OpenAI bodies to engine types (``to_*``) and engine deltas to OpenAI bodies (``*_from``)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmport.api.openai import protocol as p
+from llmport.errors import InvalidParameter, UnsupportedOption
+from llmport.manager.keep_alive import parse_keep_alive
+from llmport.types import GenerationRequest, Output, SamplingParams, TokenLogprob
+from llmport.types import Usage as EngineUsage
+
+
+def to_sampling_params(
+    body: p.SamplingFields, max_tokens: int | None, logprobs: int | None
+) -> SamplingParams:
+    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    return SamplingParams(
+        n=body.n,
+        max_tokens=max_tokens,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        top_k=body.top_k or 0,
+        min_p=body.min_p or 0.0,
+        repetition_penalty=body.repetition_penalty or 1.0,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        seed=body.seed,
+        stop=stop,
+        stop_token_ids=list(body.stop_token_ids or []),
+        ignore_eos=body.ignore_eos,
+        logit_bias=_logit_bias(body.logit_bias),
+        logprobs=logprobs,
+        include_stop_str_in_output=body.include_stop_str_in_output,
+    )
+
+
+def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
+    try:
+        return {int(token): value for token, value in (bias or {}).items()}
+    except ValueError:
+        raise InvalidParameter("logit_bias keys must be token ids", param="logit_bias") from None
+
+
+def to_completion_requests(body: p.CompletionRequest) -> list[GenerationRequest]:
+    """One engine request per prompt (OpenAI accepts a list of prompts)."""
+    if body.suffix:
+        raise UnsupportedOption("suffix (fill-in-the-middle) is not supported", param="suffix")
+    params = to_sampling_params(body, body.max_tokens, body.logprobs)
+    keep_alive = parse_keep_alive(body.keep_alive)
+    prompts = _prompts(body.prompt)
+    base = uuid.uuid4().hex
+    return [
+        GenerationRequest(
+            request_id=f"cmpl-{base}-{i}",
+            model=body.model,
+            params=params,
+            prompt=prompt if isinstance(prompt, str) else None,
+            prompt_token_ids=prompt if isinstance(prompt, list) else None,
+            keep_alive=keep_alive,
+        )
+        for i, prompt in enumerate(prompts)
+    ]
+
+
+def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        raise InvalidParameter("prompt must not be empty", param="prompt")
+    if all(isinstance(item, int) for item in prompt):
+        return [[int(t) for t in prompt if isinstance(t, int)]]
+    return [item for item in prompt if isinstance(item, str | list)]
+
+
+def to_chat_request(body: p.ChatCompletionRequest) -> GenerationRequest:
+    _check_chat_options(body)
+    num_top = body.top_logprobs or 0
+    params = to_sampling_params(
+        body, body.max_completion_tokens or body.max_tokens, num_top if body.logprobs else None
+    )
+    return GenerationRequest(
+        request_id=f"chatcmpl-{uuid.uuid4().hex}",
+        model=body.model,
+        params=params,
+        messages=[to_message(m) for m in body.messages],
+        tools=body.tools,
+        add_generation_prompt=body.add_generation_prompt,
+        keep_alive=parse_keep_alive(body.keep_alive),
+    )
+
+
+def _check_chat_options(body: p.ChatCompletionRequest) -> None:
+    kind = (body.response_format or {}).get("type", "text")
+    if kind != "text":
+        raise UnsupportedOption(
+            f"response_format {kind!r} is not supported yet (structured outputs are planned)",
+            param="response_format",
+        )
+    choice = body.tool_choice
+    if choice is not None and choice not in ("auto", "none"):
+        raise UnsupportedOption(
+            "tool_choice 'required' or a named function needs constrained decoding, which "
+            "is not supported yet; use 'auto' or 'none'",
+            param="tool_choice",
+        )
+
+
+def to_message(message: p.ChatMessage) -> dict[str, Any]:
+    """A template-ready message: content parts joined into text."""
+    out = message.model_dump(exclude_none=True)
+    content = message.content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if part.get("type") != "text":
+                raise UnsupportedOption(
+                    f"message content of type {part.get('type')!r} is not supported (text only)",
+                    param="messages",
+                )
+            texts.append(str(part.get("text", "")))
+        out["content"] = "".join(texts)
+    out.setdefault("content", "")
+    return out
+
+
+# -- responses -------------------------------------------------------------------------
+
+
+@dataclass
+class Choice:
+    """One choice's text and tokens, accumulated from deltas."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+
+@dataclass
+class Totals:
+    """Usage across the choices and prompts of one response."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    def add(self, usage: EngineUsage | None, index: int) -> None:
+        if usage is None:
+            return
+        if index == 0:
+            self.prompt_tokens += usage.prompt_tokens
+            self.cached_tokens += usage.cached_tokens
+        self.completion_tokens += usage.completion_tokens
+
+    def usage(self) -> p.Usage:
+        return p.Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=self.prompt_tokens + self.completion_tokens,
+            prompt_tokens_details={"cached_tokens": self.cached_tokens},
+        )
+
+
+def finish_reason(output: Output) -> str | None:
+    return None if output.finish_reason is None else str(output.finish_reason)
+
+
+def completion_logprobs(logprobs: list[TokenLogprob], offset: int) -> p.CompletionLogprobs:
+    result = p.CompletionLogprobs()
+    for item in logprobs:
+        result.tokens.append(item.token)
+        result.token_logprobs.append(item.logprob)
+        result.top_logprobs.append({token: lp for _, token, lp in item.top})
+        result.text_offset.append(offset)
+        offset += len(item.token)
+    return result
+
+
+def chat_logprobs(logprobs: list[TokenLogprob]) -> p.ChoiceLogprobs:
+    return p.ChoiceLogprobs(
+        content=[
+            p.TokenLogprob(
+                token=item.token,
+                logprob=item.logprob,
+                bytes=list(item.token.encode()),
+                top_logprobs=[
+                    p.TopLogprob(token=token, logprob=lp, bytes=list(token.encode()))
+                    for _, token, lp in item.top
+                ],
+            )
+            for item in logprobs
+        ]
+    )

@@ -1,0 +1,274 @@
+"""OpenAI routes. Each converts its body to GenerationRequests, runs the shared serving
+path, and shapes the deltas back into OpenAI's JSON or server-sent events.
+
+The first delta is awaited before the response starts, so a refused request (unknown
+model, prompt too long, bad parameter, full queue) answers with its own status code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from llmport.api import serving
+from llmport.api.errors import error_body
+from llmport.api.openai import convert
+from llmport.api.openai import protocol as p
+from llmport.api.serving import Delta
+from llmport.api.state import AppState, app_state
+from llmport.api.streaming import DONE, merge, sse, until_disconnect
+from llmport.errors import LlmportError
+from llmport.types import GenerationRequest, SamplingParams
+
+router = APIRouter()
+
+Tagged = tuple[int, Delta]
+EventBuilder = Callable[[int, Delta], list[str]]
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> p.ModelList:
+    manager = app_state(request).manager
+    cards = {
+        m.name: p.ModelCard(id=m.name, max_model_len=m.max_model_len) for m in manager.loaded()
+    }
+    for name in manager.catalog.names():
+        cards.setdefault(name, p.ModelCard(id=name))
+    return p.ModelList(data=list(cards.values()))
+
+
+@router.post("/v1/completions", response_model=None)
+async def create_completion(
+    body: p.CompletionRequest, request: Request
+) -> JSONResponse | StreamingResponse:
+    requests = convert.to_completion_requests(body)
+    stream = await _start(request, requests)
+    prompts = [r.prompt or "" for r in requests] if body.echo else None
+    builder = _CompletionBuilder(body, requests[0].request_id, prompts)
+    if body.stream:
+        return _event_stream(stream, builder.chunks, builder.usage_chunk, body)
+    await until_disconnect(request, _consume(stream, builder.add))
+    return JSONResponse(builder.response().model_dump())
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def create_chat_completion(
+    body: p.ChatCompletionRequest, request: Request
+) -> JSONResponse | StreamingResponse:
+    generation = convert.to_chat_request(body)
+    stream = await _start(request, [generation])
+    builder = _ChatBuilder(body, generation.request_id)
+    if body.stream:
+        return _event_stream(stream, builder.chunks, builder.usage_chunk, body)
+    await until_disconnect(request, _consume(stream, builder.add))
+    return JSONResponse(builder.response().model_dump())
+
+
+@router.post("/tokenize")
+async def tokenize(body: p.TokenizeRequest, request: Request) -> p.TokenizeResponse:
+    manager = app_state(request).manager
+    async with manager.acquire(body.model) as model:
+        if body.messages is not None:
+            generation = GenerationRequest(
+                request_id="tokenize",
+                model=body.model,
+                params=SamplingParams(),
+                messages=[convert.to_message(m) for m in body.messages],
+                add_generation_prompt=body.add_generation_prompt,
+            )
+            ids = await model.engine.tokenize(serving.render_prompt(model, generation), False)
+        else:
+            ids = await model.engine.tokenize(body.prompt or "", body.add_special_tokens)
+        return p.TokenizeResponse(count=len(ids), max_model_len=model.max_model_len, tokens=ids)
+
+
+@router.post("/detokenize")
+async def detokenize(body: p.DetokenizeRequest, request: Request) -> p.DetokenizeResponse:
+    async with app_state(request).manager.acquire(body.model) as model:
+        return p.DetokenizeResponse(prompt=await model.engine.detokenize(body.tokens))
+
+
+# -- the shared plumbing --------------------------------------------------------------
+
+
+async def _start(request: Request, requests: list[GenerationRequest]) -> AsyncIterator[Tagged]:
+    """Start generating; returns once the first delta is in (or raises the refusal)."""
+    state: AppState = app_state(request)
+    stream = merge([serving.generate(state.manager, state.metrics, r) for r in requests])
+    first = await until_disconnect(request, anext(stream))
+    return _prepend(first, stream)
+
+
+async def _prepend(first: Tagged, rest: AsyncIterator[Tagged]) -> AsyncIterator[Tagged]:
+    yield first
+    async for item in rest:
+        yield item
+
+
+async def _consume(stream: AsyncIterator[Tagged], add: Callable[[int, Delta], None]) -> None:
+    async for index, delta in stream:
+        add(index, delta)
+
+
+def _event_stream(
+    stream: AsyncIterator[Tagged],
+    chunks: EventBuilder,
+    usage_chunk: Callable[[], str],
+    body: p.SamplingFields,
+) -> StreamingResponse:
+    include_usage = body.stream_options is not None and body.stream_options.include_usage
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            async for index, delta in stream:
+                for chunk in chunks(index, delta):
+                    yield sse(chunk)
+            if include_usage:
+                yield sse(usage_chunk())
+        except LlmportError as error:
+            yield sse(json.dumps(error_body(error.status, error.message, error.code)))
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        yield DONE
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+class _CompletionBuilder:
+    def __init__(self, body: p.CompletionRequest, request_id: str, prompts: list[str] | None):
+        self.body = body
+        self.id = request_id
+        self.created = int(time.time())
+        self.prompts = prompts
+        self.choices: dict[int, convert.Choice] = {}
+        self.totals = convert.Totals()
+
+    def _index(self, prompt_index: int, delta: Delta) -> int:
+        return prompt_index * self.body.n + delta.output.index
+
+    def add(self, prompt_index: int, delta: Delta) -> None:
+        out = delta.output
+        choice = self.choices.setdefault(self._index(prompt_index, delta), convert.Choice())
+        if not choice.text and self.prompts is not None and out.prompt_token_ids is not None:
+            choice.text = self.prompts[prompt_index]
+        choice.text += out.text
+        choice.logprobs += out.logprobs or []
+        choice.finish_reason = convert.finish_reason(out)
+        self.totals.add(out.usage, out.index)
+
+    def response(self) -> p.CompletionResponse:
+        choices = []
+        for index in sorted(self.choices):
+            choice = self.choices[index]
+            logprobs = None
+            if self.body.logprobs is not None:
+                logprobs = convert.completion_logprobs(choice.logprobs, 0)
+            choices.append(
+                p.CompletionChoice(
+                    index=index,
+                    text=choice.text,
+                    logprobs=logprobs,
+                    finish_reason=choice.finish_reason,
+                )
+            )
+        return p.CompletionResponse(
+            id=self.id, model=self.body.model, choices=choices, usage=self.totals.usage()
+        )
+
+    def chunks(self, prompt_index: int, delta: Delta) -> list[str]:
+        out = delta.output
+        self.totals.add(out.usage, out.index)
+        text = out.text
+        if self.prompts is not None and out.prompt_token_ids is not None:
+            text = self.prompts[prompt_index] + text
+        if not text and out.finish_reason is None:
+            return []
+        logprobs = None
+        if self.body.logprobs is not None:
+            logprobs = convert.completion_logprobs(out.logprobs or [], 0)
+        choice = p.CompletionChoice(
+            index=self._index(prompt_index, delta),
+            text=text,
+            logprobs=logprobs,
+            finish_reason=convert.finish_reason(out),
+        )
+        return [self._chunk([choice]).model_dump_json()]
+
+    def usage_chunk(self) -> str:
+        return self._chunk([], self.totals.usage()).model_dump_json()
+
+    def _chunk(self, choices: list[p.CompletionChoice], usage: Any = None) -> p.CompletionResponse:
+        return p.CompletionResponse(
+            id=self.id, created=self.created, model=self.body.model, choices=choices, usage=usage
+        )
+
+
+class _ChatBuilder:
+    def __init__(self, body: p.ChatCompletionRequest, request_id: str) -> None:
+        self.body = body
+        self.id = request_id
+        self.created = int(time.time())
+        self.choices: dict[int, convert.Choice] = {}
+        self.totals = convert.Totals()
+
+    def add(self, _: int, delta: Delta) -> None:
+        out = delta.output
+        choice = self.choices.setdefault(out.index, convert.Choice())
+        choice.text += out.text
+        choice.logprobs += out.logprobs or []
+        choice.finish_reason = convert.finish_reason(out)
+        self.totals.add(out.usage, out.index)
+
+    def response(self) -> p.ChatCompletionResponse:
+        choices = [
+            p.ChatChoice(
+                index=index,
+                message=p.AssistantMessage(content=choice.text),
+                logprobs=convert.chat_logprobs(choice.logprobs) if self.body.logprobs else None,
+                finish_reason=choice.finish_reason,
+            )
+            for index, choice in sorted(self.choices.items())
+        ]
+        return p.ChatCompletionResponse(
+            id=self.id, model=self.body.model, choices=choices, usage=self.totals.usage()
+        )
+
+    def chunks(self, _: int, delta: Delta) -> list[str]:
+        out = delta.output
+        self.totals.add(out.usage, out.index)
+        chunks = []
+        if out.index not in self.choices:
+            self.choices[out.index] = convert.Choice()
+            role = p.ChatChunkChoice(index=out.index, delta=p.DeltaMessage(role="assistant"))
+            chunks.append(self._chunk(role))
+        if out.text or out.finish_reason is not None:
+            logprobs = None
+            if self.body.logprobs and out.logprobs:
+                logprobs = convert.chat_logprobs(out.logprobs)
+            choice = p.ChatChunkChoice(
+                index=out.index,
+                delta=p.DeltaMessage(content=out.text) if out.text else p.DeltaMessage(),
+                logprobs=logprobs,
+                finish_reason=convert.finish_reason(out),
+            )
+            chunks.append(self._chunk(choice))
+        return chunks
+
+    def _chunk(self, choice: p.ChatChunkChoice) -> str:
+        return p.ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.body.model, choices=[choice]
+        ).model_dump_json()
+
+    def usage_chunk(self) -> str:
+        return p.ChatCompletionChunk(
+            id=self.id,
+            created=self.created,
+            model=self.body.model,
+            choices=[],
+            usage=self.totals.usage(),
+        ).model_dump_json()

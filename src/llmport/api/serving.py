@@ -1,0 +1,79 @@
+"""The one generation path both API dialects share: lease a model, build the engine
+request (rendering chat messages with the model's template), stream its deltas, and
+record metrics. It knows nothing of either protocol's JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import NamedTuple
+
+from llmport.api.metrics import Metrics
+from llmport.chat.templates import render_chat, template_source
+from llmport.errors import LlmportError
+from llmport.manager.loaded import LoadedModel
+from llmport.manager.manager import ModelManager
+from llmport.types import GenerationRequest, Output, Request
+
+#: Status recorded when the client went away before the answer was complete.
+CLIENT_CLOSED = 499
+
+
+class Delta(NamedTuple):
+    """An engine delta with the model that produced it (the first one carries the lease)."""
+
+    model: LoadedModel
+    output: Output
+
+
+def engine_request(model: LoadedModel, req: GenerationRequest) -> Request:
+    if req.messages is None:
+        return Request(
+            request_id=req.request_id,
+            prompt=req.prompt,
+            prompt_token_ids=req.prompt_token_ids,
+            params=req.params,
+        )
+    return Request(
+        request_id=req.request_id,
+        prompt=render_prompt(model, req),
+        params=req.params,
+        add_special_tokens=False,
+    )
+
+
+def render_prompt(model: LoadedModel, req: GenerationRequest) -> str:
+    return render_chat(
+        template_source(model.info.chat_template, model.info.architecture),
+        req.messages or [],
+        bos_token=model.engine.info.bos_token,
+        eos_token=model.engine.info.eos_token,
+        add_generation_prompt=req.add_generation_prompt,
+        tools=req.tools,
+    )
+
+
+async def generate(
+    manager: ModelManager, metrics: Metrics, req: GenerationRequest
+) -> AsyncIterator[Delta]:
+    """Stream ``req``'s deltas; errors before the first delta are the request's status."""
+    started = time.monotonic()
+    status = 200
+    try:
+        async with manager.acquire(req.model, req.keep_alive) as model:
+            last = None
+            async for output in model.engine.generate(engine_request(model, req)):
+                now = time.monotonic()
+                metrics.observe_delta(req.model, output, now - (last or started), last is None)
+                last = now
+                yield Delta(model, output)
+        metrics.observe_finished(req.model, time.monotonic() - started)
+    except LlmportError as error:
+        status = error.status
+        raise
+    except (asyncio.CancelledError, GeneratorExit):
+        status = CLIENT_CLOSED
+        raise
+    finally:
+        metrics.count_request(req.model, status)

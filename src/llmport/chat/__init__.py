@@ -1,0 +1,1 @@
+"""Chat: turning a conversation into the prompt text a model was trained on."""

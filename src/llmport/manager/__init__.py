@@ -1,0 +1,1 @@
+"""The server's model scheduler: which models are loaded, for whom, and for how long."""
