@@ -244,7 +244,9 @@ class _ChatBuilder:
         chunks = []
         if out.index not in self.choices:
             self.choices[out.index] = convert.Choice()
-            role = p.ChatChunkChoice(index=out.index, delta=p.DeltaMessage(role="assistant"))
+            role = p.ChatChunkChoice(
+                index=out.index, delta=p.DeltaMessage(role="assistant", content="")
+            )
             chunks.append(self._chunk(role))
         if out.text or out.finish_reason is not None:
             logprobs = None

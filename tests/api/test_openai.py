@@ -1,0 +1,128 @@
+"""The real ``openai`` client against ``llmport serve`` on 127.0.0.1: two models, one port."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import openai
+import pytest
+from server_helpers import Server, running_server
+
+from llmport.llm import LLM
+from llmport.types import SamplingParams
+
+GREEDY = {"temperature": 0, "max_tokens": 12, "extra_body": {"ignore_eos": True}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, model_paths: list[Path]) -> Server:
+    with running_server(tmp_path_factory.mktemp("openai")) as server:
+        yield server  # type: ignore[misc]
+
+
+def expected_text(path: Path, prompt: str, max_tokens: int = 12) -> str:
+    with LLM(path, max_model_len=4096) as llm:
+        params = SamplingParams(temperature=0, max_tokens=max_tokens, ignore_eos=True)
+        return llm.generate([prompt], params)[0].outputs[0].text
+
+
+def test_completions_on_two_models_interleaved_match_the_engine(
+    server: Server, model_paths: list[Path]
+) -> None:
+    client = openai.OpenAI(base_url=server.openai_url, api_key="unused")
+    first, second = (str(p) for p in model_paths[:2])
+    prompt = "The quick brown fox"
+    want = {first: expected_text(model_paths[0], prompt), second: expected_text(model_paths[1], prompt)}
+    assert want[first] != want[second]  # Otherwise the test could not tell models apart.
+    for model in (first, second, first, second):
+        result = client.completions.create(model=model, prompt=prompt, **GREEDY)
+        assert result.choices[0].text == want[model]
+        assert result.choices[0].finish_reason == "length"
+        assert result.usage is not None and result.usage.completion_tokens == 12
+        assert result.model == model
+        stream = client.completions.create(model=model, prompt=prompt, stream=True, **GREEDY)
+        assert "".join(c.choices[0].text for c in stream if c.choices) == want[model]
+
+
+def test_chat_streaming_and_not_agree_with_usage(server: Server, model_paths: list[Path]) -> None:
+    client = openai.OpenAI(base_url=server.openai_url, api_key="unused")
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Say something."},
+    ]
+    for path in model_paths[:2]:
+        whole = client.chat.completions.create(model=str(path), messages=messages, **GREEDY)
+        assert whole.object == "chat.completion"
+        assert whole.choices[0].message.role == "assistant"
+        text = whole.choices[0].message.content
+        assert text
+        chunks = list(
+            client.chat.completions.create(
+                model=str(path),
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+                **GREEDY,
+            )
+        )
+        assert chunks[0].choices[0].delta.role == "assistant"
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+        assert chunks[-2].choices[0].finish_reason == "length"
+        usage = chunks[-1].usage
+        assert usage is not None and whole.usage is not None
+        assert usage.completion_tokens == 12
+        assert usage.prompt_tokens == whole.usage.prompt_tokens
+
+
+def test_32_concurrent_streams_over_two_models_all_complete(
+    server: Server, model_paths: list[Path]
+) -> None:
+    async def one(client: openai.AsyncOpenAI, index: int) -> tuple[str, str | None]:
+        model = str(model_paths[index % 2])
+        stream = await client.completions.create(
+            model=model,
+            prompt=f"client {index} says",
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
+        )
+        text, reason, tokens = "", None, 0
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].text
+                reason = chunk.choices[0].finish_reason or reason
+            if chunk.usage:
+                tokens = chunk.usage.completion_tokens
+        assert tokens == 16
+        return text, reason
+
+    async def main() -> list[tuple[str, str | None]]:
+        async with openai.AsyncOpenAI(base_url=server.openai_url, api_key="x") as client:
+            return await asyncio.gather(*(one(client, i) for i in range(32)))
+
+    results = asyncio.run(main())
+    assert [reason for _, reason in results] == ["length"] * 32
+
+
+def test_models_lists_loaded_models_and_the_default(server: Server, model_paths: list[Path]) -> None:
+    client = openai.OpenAI(base_url=server.openai_url, api_key="unused")
+    client.completions.create(model=str(model_paths[0]), prompt="hi", max_tokens=1)
+    listed = {m.id: m for m in client.models.list()}
+    assert "gemma3:270m" in listed
+    assert str(model_paths[0]) in listed
+
+
+def test_tokenize_and_detokenize_round_trip(server: Server, model_paths: list[Path]) -> None:
+    import httpx
+
+    model = str(model_paths[0])
+    tokens = httpx.post(f"{server.base_url}/tokenize", json={"model": model, "prompt": "hello"})
+    assert tokens.status_code == 200, tokens.text
+    body = tokens.json()
+    assert body["count"] == len(body["tokens"]) and body["max_model_len"] == 4096
+    back = httpx.post(
+        f"{server.base_url}/detokenize", json={"model": model, "tokens": body["tokens"][1:]}
+    )
+    assert back.json() == {"prompt": "hello"}
