@@ -28,6 +28,8 @@ class Delta(NamedTuple):
 
 
 def engine_request(model: LoadedModel, req: GenerationRequest) -> Request:
+    """Validated here too, so a bad parameter never costs a trip to the worker."""
+    req.params.validate(model.engine.info.vocab_size)
     if req.messages is None:
         return Request(
             request_id=req.request_id,
