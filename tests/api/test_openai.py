@@ -7,10 +7,10 @@ from pathlib import Path
 
 import openai
 import pytest
-from server_helpers import Server, running_server
 
 from llmport.llm import LLM
 from llmport.types import SamplingParams
+from server_helpers import Server, running_server
 
 GREEDY = {"temperature": 0, "max_tokens": 12, "extra_body": {"ignore_eos": True}}
 
@@ -33,7 +33,7 @@ def test_completions_on_two_models_interleaved_match_the_engine(
     client = openai.OpenAI(base_url=server.openai_url, api_key="unused")
     first, second = (str(p) for p in model_paths[:2])
     prompt = "The quick brown fox"
-    want = {first: expected_text(model_paths[0], prompt), second: expected_text(model_paths[1], prompt)}
+    want = {str(path): expected_text(path, prompt) for path in model_paths[:2]}
     assert want[first] != want[second]  # Otherwise the test could not tell models apart.
     for model in (first, second, first, second):
         result = client.completions.create(model=model, prompt=prompt, **GREEDY)
@@ -106,7 +106,9 @@ def test_32_concurrent_streams_over_two_models_all_complete(
     assert [reason for _, reason in results] == ["length"] * 32
 
 
-def test_models_lists_loaded_models_and_the_default(server: Server, model_paths: list[Path]) -> None:
+def test_models_lists_loaded_models_and_the_default(
+    server: Server, model_paths: list[Path]
+) -> None:
     client = openai.OpenAI(base_url=server.openai_url, api_key="unused")
     client.completions.create(model=str(model_paths[0]), prompt="hi", max_tokens=1)
     listed = {m.id: m for m in client.models.list()}
