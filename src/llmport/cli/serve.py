@@ -5,6 +5,7 @@ Each flag also reads from ``LLMPORT_<NAME>``; a flag given here wins.
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 from pathlib import Path
@@ -130,6 +131,10 @@ def _run(
 
     from llmport.api.app import create_app
     from llmport.manager.manager import ModelManager
+
+    # A server says what it loads and unloads; -v adds engine and llama.cpp detail.
+    llmport_logger = logging.getLogger("llmport")
+    llmport_logger.setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
     manager = ModelManager(manager_settings, engine, Catalog(default_cache_dir(), aliases))
     app = create_app(manager, api_key=server.api_key, preload=preload)
