@@ -131,6 +131,9 @@ class Request(msgspec.Struct, kw_only=True):
     params: SamplingParams = msgspec.field(default_factory=SamplingParams)
     #: False for a rendered chat template, which writes BOS itself.
     add_special_tokens: bool = True
+    #: Return the prompt's embedding (last token's final hidden state, L2-normalized)
+    #: instead of generating; ``params`` is ignored.
+    embed: bool = False
 
 
 class TokenLogprob(msgspec.Struct, array_like=True):
@@ -171,6 +174,8 @@ class Output(msgspec.Struct, kw_only=True):
     timings: Timings | None = None
     #: An error that ended this request (the engine keeps serving others).
     error: str | None = None
+    #: For an ``embed`` request: the prompt's embedding.
+    embedding: list[float] | None = None
 
     @property
     def finished(self) -> bool:
@@ -190,3 +195,4 @@ class GenerationRequest(msgspec.Struct, kw_only=True):
     add_generation_prompt: bool = True
     #: Seconds the model stays loaded after this request (inf = forever); None = default.
     keep_alive: float | None = None
+    embed: bool = False

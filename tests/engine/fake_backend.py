@@ -200,6 +200,13 @@ class FakeBackend:
         self.last_logits = logits
         return logits
 
+    def embed(self, batch: DecodeBatch) -> FloatMatrix:
+        """Row i: the i-th token's next token, one-hot over 8 dims (deterministic)."""
+        logits = self.decode(batch._replace(is_output=np.ones_like(batch.is_output)))
+        rows = np.zeros((len(logits), 8), dtype=np.float32)
+        rows[np.arange(len(logits)), logits.argmax(axis=1) % 8] = 3.0
+        return rows
+
     def _check_positions(self, batch: DecodeBatch) -> None:
         next_position: dict[int, int] = {}
         for token, position, slot in zip(

@@ -91,6 +91,11 @@ class Backend(Protocol):
         """
         ...
 
+    def embed(self, batch: DecodeBatch) -> FloatMatrix:
+        """Run the batch (every token an output) and return its final hidden states
+        (a copy). Invalidates the logits of the last ``decode``."""
+        ...
+
     def remove(self, slot: int, start: int = 0) -> None:
         """Free the slot's cells at positions >= start."""
         ...

@@ -84,6 +84,7 @@ class LlamaCppBackend:
         self._batch_size = int(llama.llama_n_ubatch(self._ctx))
         self._init_batch(self._batch_size)
         self._pieces: dict[int, bytes] = {}
+        self._embedding_size = int(llama.llama_model_n_embd_out(self._model))
         self._eog_token_ids = frozenset(
             t for t in range(self._vocab_size) if llama.llama_vocab_is_eog(self._vocab, t)
         )
@@ -141,6 +142,9 @@ class LlamaCppBackend:
         params.type_k = params.type_v = kv_type
         params.flash_attn_type = _flash_attn(config.flash_attn, kv_type)
         params.kv_unified = True
+        # Per-token hidden states (we pool the last token ourselves), only on demand.
+        params.pooling_type = llama.LLAMA_POOLING_TYPE_NONE
+        params.embeddings = False
         params.swa_full = False
         params.no_perf = True
         ctx = llama.llama_init_from_model(self._model, params)
@@ -265,6 +269,20 @@ class LlamaCppBackend:
         num_outputs = int(batch.is_output.sum())
         logits = llama.llama_get_logits(self._ctx)
         return np.ctypeslib.as_array(logits, shape=(num_outputs, self._vocab_size))
+
+    def embed(self, batch: DecodeBatch) -> FloatMatrix:
+        # With embeddings on llama.cpp outputs every token of the batch, so the engine
+        # sends only each embedding request's last token here (at most n_seq_max rows).
+        llama.llama_set_embeddings(self._ctx, True)
+        try:
+            self.decode(batch)
+            pointer = llama.llama_get_embeddings(self._ctx)
+            if not pointer:
+                raise ServerError("llama.cpp kept no embeddings for this batch")
+            shape = (len(batch.token_ids), self._embedding_size)
+            return np.ctypeslib.as_array(pointer, shape=shape).copy()
+        finally:
+            llama.llama_set_embeddings(self._ctx, False)
 
     def remove(self, slot: int, start: int = 0) -> None:
         if not llama.llama_memory_seq_rm(self._memory, slot, start, -1):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from llmport.engine.sampler import SampleSite, needs_chain, sample
 from llmport.engine.scheduler import ScheduledChunk, Scheduler
 from llmport.engine.sequence import Sequence
 from llmport.errors import ContextLengthExceeded, InvalidParameter
-from llmport.types import FinishReason, Output, Request, Usage
+from llmport.types import FinishReason, Output, Request, SamplingParams, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class EngineCore:
         if request.request_id in self._num_live:
             raise InvalidParameter(f"request id {request.request_id!r} is already running")
         params = request.params
+        if request.embed:
+            params = request.params = SamplingParams(n=1, max_tokens=1, temperature=0.0)
         params.validate(self.backend.vocab_size)
         prompt_ids = self._prompt_token_ids(request)
         room = self.backend.max_model_len - len(prompt_ids)
@@ -99,7 +102,14 @@ class EngineCore:
             self.backend.piece, params.stop, params.include_stop_str_in_output
         )
         return Sequence(
-            request.request_id, index, prompt_ids, params, max_tokens, detokenizer, sampler
+            request.request_id,
+            index,
+            prompt_ids,
+            params,
+            max_tokens,
+            detokenizer,
+            sampler,
+            is_embedding=request.embed,
         )
 
     def abort_request(self, request_id: str) -> list[Output]:
@@ -128,27 +138,51 @@ class EngineCore:
 
     def step(self) -> list[Output]:
         """Schedule, forward, update: one batched llama_decode for every live sequence."""
-        chunks, logits = self._forward(self.scheduler.schedule())
-        return self._update(chunks, logits)
+        chunks, logits, hidden = self._forward(self.scheduler.schedule())
+        return self._update(chunks, logits, hidden)
 
-    def _forward(self, chunks: list[ScheduledChunk]) -> tuple[list[ScheduledChunk], FloatMatrix]:
+    def _forward(
+        self, chunks: list[ScheduledChunk]
+    ) -> tuple[list[ScheduledChunk], FloatMatrix, FloatMatrix | None]:
+        empty = np.empty((0, self.backend.vocab_size), dtype=np.float32)
         while chunks:
+            main, finals = _batches(chunks)
             try:
-                return chunks, self.backend.decode(_batch(chunks))
+                logits = self.backend.decode(main) if len(main.token_ids) else empty
             except KvCacheFull:
                 if not self.scheduler.relieve(chunks):
                     raise
                 chunks = self.scheduler.schedule()
-        return chunks, np.empty((0, self.backend.vocab_size), dtype=np.float32)
+                continue
+            if finals is None:
+                return chunks, logits, None
+            # The embedding pass reuses llama.cpp's output buffer: keep the logits.
+            logits = logits.copy()
+            return chunks, logits, self.backend.embed(finals)
+        return chunks, empty, None
 
-    def _update(self, chunks: list[ScheduledChunk], logits: FloatMatrix) -> list[Output]:
+    def _update(
+        self, chunks: list[ScheduledChunk], logits: FloatMatrix, hidden: FloatMatrix | None
+    ) -> list[Output]:
         self.scheduler.commit(chunks)
-        sites = _sample_sites(chunks)
         now = time.monotonic()
-        outputs = []
+        outputs = [] if hidden is None else self._embed(chunks, hidden, now)
+        sites = _sample_sites(chunks)
         for site, token_id in zip(sites, sample(logits, sites), strict=True):
             self._accept(site, token_id, logits, now)
             outputs.append(self._output(site.seq))
+        return outputs
+
+    def _embed(self, chunks: list[ScheduledChunk], hidden: FloatMatrix, now: float) -> list[Output]:
+        """Embedding requests end after prefill: the last token's state, L2-normalized."""
+        rows = hidden.astype(np.float64)
+        rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        outputs = []
+        for seq, row in zip(_embedding_finals(chunks), rows, strict=True):
+            seq.embedding = row.tolist()
+            seq.timings.first_token = now
+            self._finish(seq, FinishReason.STOP)
+            outputs.append(self._output(seq))
         return outputs
 
     def _accept(self, site: SampleSite, token_id: int, logits: FloatMatrix, now: float) -> None:
@@ -197,6 +231,7 @@ class EngineCore:
             token_ids=seq.new_token_ids,
             logprobs=seq.new_logprobs or None,
             finish_reason=seq.finish_reason,
+            embedding=seq.embedding,
         )
         if seq.is_first_output:
             output.prompt_token_ids = seq.token_ids[: seq.num_prompt_tokens]
@@ -221,27 +256,63 @@ class EngineCore:
         self.backend.close()
 
 
-def _batch(chunks: list[ScheduledChunk]) -> DecodeBatch:
-    """Concatenate the chunks' tokens; only a chunk that reaches its sequence's end outputs."""
+class _Span(NamedTuple):
+    """Tokens [start, start + num_tokens) of ``seq``, and whether the last one outputs."""
+
+    seq: Sequence
+    start: int
+    num_tokens: int
+    is_output: bool
+
+
+def _is_embedding_final(chunk: ScheduledChunk) -> bool:
+    return chunk.seq.is_embedding and chunk.reaches_end
+
+
+def _embedding_finals(chunks: list[ScheduledChunk]) -> list[Sequence]:
+    return [c.seq for c in chunks if _is_embedding_final(c)]
+
+
+def _batches(chunks: list[ScheduledChunk]) -> tuple[DecodeBatch, DecodeBatch | None]:
+    """The step's batch, and the embedding requests' last tokens apart (llama.cpp outputs
+    every token of a batch that returns embeddings, so those go in a batch of their own)."""
+    spans = []
+    finals = []
+    for c in chunks:
+        if _is_embedding_final(c):
+            spans.append(_Span(c.seq, c.start, c.num_tokens - 1, False))
+            finals.append(_Span(c.seq, c.start + c.num_tokens - 1, 1, True))
+        else:
+            spans.append(_Span(c.seq, c.start, c.num_tokens, c.reaches_end))
+    return _batch(spans), _batch(finals) if finals else None
+
+
+def _batch(spans: list[_Span]) -> DecodeBatch:
+    """Concatenate the spans' tokens; only a span marked ``is_output`` outputs (its last)."""
+    spans = [s for s in spans if s.num_tokens]
     token_ids = np.fromiter(
-        (t for c in chunks for t in c.seq.token_ids[c.start : c.start + c.num_tokens]),
+        (t for s in spans for t in s.seq.token_ids[s.start : s.start + s.num_tokens]),
         dtype=np.int32,
     )
-    positions = np.concatenate([np.arange(c.start, c.start + c.num_tokens) for c in chunks])
+    positions = np.concatenate(
+        [np.arange(s.start, s.start + s.num_tokens) for s in spans] or [np.empty(0, np.int64)]
+    )
     slots = np.repeat(
-        np.array([c.seq.slot for c in chunks], dtype=np.int32), [c.num_tokens for c in chunks]
+        np.array([s.seq.slot for s in spans], dtype=np.int32), [s.num_tokens for s in spans]
     )
     is_output = np.zeros(len(token_ids), dtype=np.int8)
-    ends = np.cumsum([c.num_tokens for c in chunks]) - 1
-    is_output[ends[[c.reaches_end for c in chunks]]] = 1
+    ends = np.cumsum([s.num_tokens for s in spans], dtype=np.int64) - 1
+    is_output[ends[[s.is_output for s in spans]]] = 1
     return DecodeBatch(token_ids, positions.astype(np.int32), slots, is_output)
 
 
 def _sample_sites(chunks: list[ScheduledChunk]) -> list[SampleSite]:
+    """Output rows of the main batch, in order (embedding finals have none there)."""
     sites: list[SampleSite] = []
     batch_index = -1
     for chunk in chunks:
-        batch_index += chunk.num_tokens
-        if chunk.reaches_end:
+        is_final = _is_embedding_final(chunk)
+        batch_index += chunk.num_tokens - is_final
+        if chunk.reaches_end and not is_final:
             sites.append(SampleSite(chunk.seq, len(sites), batch_index))
     return sites

@@ -36,6 +36,7 @@ class Sequence:
         max_tokens: int,
         detokenizer: IncrementalDetokenizer,
         sampler: TokenSampler | None,
+        is_embedding: bool = False,
     ) -> None:
         self.seq_id = next(_counter)
         self.request_id = request_id
@@ -57,6 +58,9 @@ class Sequence:
         self.new_text = ""
         self.new_logprobs: list[TokenLogprob] = []
         self.is_first_output = True
+        #: An embedding request: finishes after prefill with ``embedding`` set.
+        self.is_embedding = is_embedding
+        self.embedding: list[float] | None = None
 
     def __len__(self) -> int:
         return len(self.token_ids)
