@@ -10,10 +10,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import openai
 import psutil
 
 
@@ -22,6 +24,13 @@ class Server:
     base_url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    clients: list[openai.OpenAI] = field(default_factory=list)
+
+    def openai(self, api_key: str = "unused", **kwargs: Any) -> openai.OpenAI:
+        """An OpenAI client closed with the server (no socket left for the GC)."""
+        client = openai.OpenAI(base_url=self.openai_url, api_key=api_key, **kwargs)
+        self.clients.append(client)
+        return client
 
     @property
     def openai_url(self) -> str:
@@ -61,6 +70,8 @@ def running_server(
         _wait_healthy(server, timeout)
         yield server
     finally:
+        for client in server.clients:
+            client.close()
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=20)

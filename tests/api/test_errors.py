@@ -53,7 +53,7 @@ def error_of(response: httpx.Response) -> dict[str, object]:
 
 
 def test_unknown_model_is_404_model_not_found(server: Server) -> None:
-    client = openai.OpenAI(base_url=server.openai_url, api_key="x", max_retries=0)
+    client = server.openai("x", max_retries=0)
     with pytest.raises(openai.NotFoundError) as caught:
         client.completions.create(model="no-such-model", prompt="hi")
     assert caught.value.code == "model_not_found"
@@ -179,7 +179,7 @@ def read_for(url: str, body: dict[str, object], seconds: float) -> None:
 
 
 def test_none_of_the_errors_broke_the_server(server: Server, model_paths: list[Path]) -> None:
-    client = openai.OpenAI(base_url=server.openai_url, api_key="x")
+    client = server.openai("x")
     result = client.completions.create(model=str(model_paths[0]), prompt="still here", max_tokens=2)
     assert result.choices[0].finish_reason in {"length", "stop"}
     wait_idle(server)
@@ -193,7 +193,7 @@ def test_api_key_is_required_everywhere_but_health(tmp_path: Path, model_paths: 
             assert response.status_code == 401
             assert error_of(response)["code"] == "invalid_api_key"
         assert httpx.get(f"{server.base_url}/metrics").status_code == 401
-        client = openai.OpenAI(base_url=server.openai_url, api_key="sesame")
+        client = server.openai("sesame")
         result = client.completions.create(model=str(model_paths[0]), prompt="hi", max_tokens=1)
         assert result.choices
 

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import httpx
-import openai
 import psutil
 import pytest
 
@@ -41,7 +40,7 @@ def test_budget_for_two_of_three_models_serves_all_three_with_two_loaded(
     budget = int(2.5 * max(estimated_bytes(p) for p in model_paths))
     args = ("--memory-budget", str(budget), "--max-loaded-models", "0")
     with running_server(tmp_path, *args) as server:
-        client = openai.OpenAI(base_url=server.openai_url, api_key="x")
+        client = server.openai("x")
         most = 0
         for round_ in range(3):
             for path in model_paths:

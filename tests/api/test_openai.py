@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import numpy as np
 import openai
 import pytest
 
@@ -30,7 +31,7 @@ def expected_text(path: Path, prompt: str, max_tokens: int = 12) -> str:
 def test_completions_on_two_models_interleaved_match_the_engine(
     server: Server, model_paths: list[Path]
 ) -> None:
-    client = openai.OpenAI(base_url=server.openai_url, api_key="unused")
+    client = server.openai("unused")
     first, second = (str(p) for p in model_paths[:2])
     prompt = "The quick brown fox"
     want = {str(path): expected_text(path, prompt) for path in model_paths[:2]}
@@ -46,7 +47,7 @@ def test_completions_on_two_models_interleaved_match_the_engine(
 
 
 def test_chat_streaming_and_not_agree_with_usage(server: Server, model_paths: list[Path]) -> None:
-    client = openai.OpenAI(base_url=server.openai_url, api_key="unused")
+    client = server.openai("unused")
     messages = [
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": "Say something."},
@@ -109,7 +110,7 @@ def test_32_concurrent_streams_over_two_models_all_complete(
 def test_models_lists_loaded_models_and_the_default(
     server: Server, model_paths: list[Path]
 ) -> None:
-    client = openai.OpenAI(base_url=server.openai_url, api_key="unused")
+    client = server.openai("unused")
     client.completions.create(model=str(model_paths[0]), prompt="hi", max_tokens=1)
     listed = {m.id: m for m in client.models.list()}
     assert "gemma3:270m" in listed
@@ -128,3 +129,19 @@ def test_tokenize_and_detokenize_round_trip(server: Server, model_paths: list[Pa
         f"{server.base_url}/detokenize", json={"model": model, "tokens": body["tokens"][1:]}
     )
     assert back.json() == {"prompt": "hello"}
+
+
+def test_embeddings_through_the_openai_client(server: Server, model_paths: list[Path]) -> None:
+    client = server.openai("unused")
+    model = str(model_paths[0])
+    # The client asks for base64 by default and decodes it; float is asked explicitly.
+    packed = client.embeddings.create(model=model, input=["a cat", "a dog", "a cat"])
+    plain = client.embeddings.create(model=model, input="a cat", encoding_format="float")
+    vectors = [np.array(item.embedding) for item in packed.data]
+    assert [item.index for item in packed.data] == [0, 1, 2]
+    assert all(v.shape == (64,) and abs(np.linalg.norm(v) - 1) < 1e-5 for v in vectors)
+    # Batch composition and prefix reuse move float sums by ~1e-4.
+    assert np.allclose(vectors[0], vectors[2], atol=1e-3)
+    assert not np.allclose(vectors[0], vectors[1], atol=1e-2)
+    assert np.allclose(plain.data[0].embedding, vectors[0], atol=1e-3)
+    assert packed.usage.prompt_tokens == 3 * plain.usage.prompt_tokens

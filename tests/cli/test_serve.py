@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_main import llmport
 
 from server_helpers import running_server
-from test_main import llmport
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ def engine_request(model: LoadedModel, req: GenerationRequest) -> Request:
             prompt=req.prompt,
             prompt_token_ids=req.prompt_token_ids,
             params=req.params,
+            embed=req.embed,
         )
     return Request(
         request_id=req.request_id,

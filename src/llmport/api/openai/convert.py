@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from llmport.api.openai import protocol as p
 from llmport.errors import InvalidParameter, UnsupportedOption
@@ -63,6 +66,36 @@ def to_completion_requests(body: p.CompletionRequest) -> list[GenerationRequest]
         )
         for i, prompt in enumerate(prompts)
     ]
+
+
+def to_embedding_requests(body: p.EmbeddingRequest) -> list[GenerationRequest]:
+    if body.dimensions is not None:
+        raise UnsupportedOption(
+            "dimensions: llmport returns the model's full embedding; shortening it is "
+            "only sound for models trained for it",
+            param="dimensions",
+        )
+    keep_alive = parse_keep_alive(body.keep_alive)
+    base = uuid.uuid4().hex
+    return [
+        GenerationRequest(
+            request_id=f"embd-{base}-{i}",
+            model=body.model,
+            params=SamplingParams(),
+            prompt=item if isinstance(item, str) else None,
+            prompt_token_ids=item if isinstance(item, list) else None,
+            keep_alive=keep_alive,
+            embed=True,
+        )
+        for i, item in enumerate(_prompts(body.input))
+    ]
+
+
+def embedding_data(vector: list[float], encoding_format: str) -> list[float] | str:
+    """OpenAI's base64 form is the little-endian float32 bytes (its client asks for it)."""
+    if encoding_format == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+    return vector
 
 
 def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:

@@ -69,6 +69,26 @@ async def create_chat_completion(
     return JSONResponse(builder.response().model_dump())
 
 
+@router.post("/v1/embeddings")
+async def create_embeddings(body: p.EmbeddingRequest, request: Request) -> p.EmbeddingResponse:
+    requests = convert.to_embedding_requests(body)
+    vectors: dict[int, list[float]] = {}
+    totals = convert.Totals()
+
+    def add(index: int, delta: Delta) -> None:
+        if delta.output.embedding is not None:
+            vectors[index] = delta.output.embedding
+        totals.add(delta.output.usage, 0)
+
+    await until_disconnect(request, _consume(await _start(request, requests), add))
+    data = [
+        p.Embedding(index=i, embedding=convert.embedding_data(v, body.encoding_format))
+        for i, v in sorted(vectors.items())
+    ]
+    usage = p.EmbeddingUsage(prompt_tokens=totals.prompt_tokens, total_tokens=totals.prompt_tokens)
+    return p.EmbeddingResponse(data=data, model=body.model, usage=usage)
+
+
 @router.post("/tokenize")
 async def tokenize(body: p.TokenizeRequest, request: Request) -> p.TokenizeResponse:
     manager = app_state(request).manager
