@@ -145,10 +145,15 @@ def write_tiny_model(
     seed: int = 0,
     n_ctx_train: int = 4096,
     chat_template: str | None = None,
+    split_max_tensors: int = 0,
 ) -> Path:
-    """Write the tiny model to `path`; same arguments give identical bytes."""
+    """Write the tiny model to `path`; same arguments give identical bytes.
+
+    With ``split_max_tensors`` it is split the way llama.cpp's gguf-split names shards
+    (``NAME-00001-of-0000N.gguf``); the first shard's path is returned.
+    """
     arch = gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA]
-    writer = gguf.GGUFWriter(path, arch)
+    writer = gguf.GGUFWriter(path, arch, split_max_tensors=split_max_tensors)
     _add_hparams(writer, n_ctx_train)
     _add_tokenizer(writer, chat_template)
     for name, tensor in _weights(seed).items():
@@ -157,4 +162,6 @@ def write_tiny_model(
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    if split_max_tensors:
+        return sorted(path.parent.glob(f"{path.stem}-00001-of-*.gguf"))[0]
     return path

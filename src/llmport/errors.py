@@ -80,6 +80,26 @@ class InsufficientMemory(ServerError):
     code = "insufficient_memory"
 
 
+class PullFailed(ServerError):
+    """A download from the model hub failed; nothing was registered."""
+
+    status = 502
+    code = "pull_failed"
+
+
+class ChecksumMismatch(PullFailed):
+    """Downloaded bytes do not match the hub's sha256; the file was deleted."""
+
+    code = "checksum_mismatch"
+
+
+class InsufficientStorage(ServerError):
+    """Not enough free disk for a download (refused before it starts)."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
 class ModelLoadFailed(ServerError):
     code = "model_load_failed"
 

@@ -48,8 +48,8 @@ def test_a_path_under_home_is_expanded(tmp_path: Path, monkeypatch: pytest.Monke
         ("missing.gguf", "does not exist"),
         ("some/dir/missing", "does not exist"),
         ("llama3:8b", "not found.*gemma3:270m"),
-        ("hf.co/unsloth/gemma-3-270m-it-GGUF:Q4_K_M", "Hugging Face is not supported yet"),
-        ("huggingface.co/org/repo", "Hugging Face is not supported yet"),
+        ("hf.co/unsloth/gemma-3-270m-it-GGUF:Q4_K_M", "pull it first"),
+        ("huggingface.co/org/repo", "pull it first"),
     ],
 )
 def test_unknown_refs_are_model_not_found(tmp_path: Path, ref: str, message: str) -> None:

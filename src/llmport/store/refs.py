@@ -1,25 +1,56 @@
-"""Turn what a user typed as a model (a name, a path, nothing) into a GGUF file path."""
+"""Turn what a user typed as a model (a name, a path, nothing) into a GGUF file path.
+
+In order: the embedded default's names; a registered name (pulled ``hf.co/...``
+models, ``cp`` and ``create`` names); a path to a local ``.gguf`` file.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from llmport.errors import ModelNotFound
+from llmport.errors import InvalidParameter, ModelNotFound
 from llmport.store.embedded import EMBEDDED_MODEL_NAME, embedded_model_path
+from llmport.store.hf_ref import is_hf_ref, parse_hf_ref
+from llmport.store.registry import ModelRecord, Registry
 
-EMBEDDED_ALIASES = frozenset({"", "default", EMBEDDED_MODEL_NAME, "gemma3:270m-q4_k_m"})
-HUGGING_FACE_PREFIXES = ("hf.co/", "huggingface.co/", "https://hf.co/", "https://huggingface.co/")
+EMBEDDED_ALIASES = frozenset(
+    {"", "default", EMBEDDED_MODEL_NAME, "gemma3:270m-q4_k_m", "gemma3:270m-latest"}
+)
+
+
+def is_embedded(ref: str | None) -> bool:
+    return (ref or "").strip().lower() in EMBEDDED_ALIASES
+
+
+def find_record(ref: str, cache_dir: Path) -> ModelRecord | None:
+    """The registry's record for ``ref``, if it names a registered model."""
+    name = ref.strip()
+    if is_hf_ref(name):
+        name = parse_hf_ref(name).name
+    try:
+        return Registry(cache_dir).get(name)
+    except InvalidParameter:
+        return None  # Not a name at all (a path, say).
 
 
 def resolve_model(ref: str | None, cache_dir: Path) -> Path:
-    """The GGUF file for ``ref``: the embedded model when no model is named, else a local path."""
+    """The GGUF file for ``ref``: the embedded model when no model is named, else a
+    registered name or a local path."""
     name = (ref or "").strip()
-    if name.lower() in EMBEDDED_ALIASES:
+    if is_embedded(name):
         return embedded_model_path(cache_dir)
-    if name.lower().startswith(HUGGING_FACE_PREFIXES):
+    record = find_record(name, cache_dir)
+    if record is not None:
+        if not record.path.is_file():
+            raise ModelNotFound(
+                f"model {name!r} is registered but its file {record.path} is gone; pull or "
+                "create it again",
+                param="model",
+            )
+        return record.path
+    if is_hf_ref(name):
         raise ModelNotFound(
-            f"model {name!r}: pulling from Hugging Face is not supported yet; "
-            "pass a path to a local .gguf file",
+            f"model {parse_hf_ref(name).name!r} not found; pull it first: llmport pull {name}",
             param="model",
         )
     path = Path(name).expanduser()
