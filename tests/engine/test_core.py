@@ -165,6 +165,7 @@ def test_thousand_random_requests_leave_nothing_behind(tiny_model_path: Path) ->
                 max_tokens=rng.randint(1, 40),
                 stop=stop,
                 temperature=rng.choice([0.0, 0.7]),
+                repetition_penalty=rng.choice([1.0, 1.0, 1.2]),
                 seed=i,
             )
         )
@@ -281,3 +282,27 @@ def test_greedy_logit_bias_bans_and_forces_tokens(tiny_model_path: Path) -> None
     engine.close()
     assert joined(outputs["ban"])[1][0] != free_ids[0]
     assert joined(outputs["force"])[1] == [65] * 8
+
+
+@pytest.mark.parametrize("penalty_last_n", [64, -1])
+def test_penalties_run_in_the_llama_cpp_chain_and_stop_repeats(
+    tiny_model_path: Path, penalty_last_n: int
+) -> None:
+    engine = make_engine(tiny_model_path)
+    plain = request("plain", "penalties", max_tokens=40, ignore_eos=True)
+    strict = request(
+        "strict",
+        "penalties",
+        max_tokens=40,
+        ignore_eos=True,
+        repetition_penalty=50.0,
+        presence_penalty=2.0,
+        frequency_penalty=2.0,
+        penalty_last_n=penalty_last_n,
+    )
+    engine.add_request(plain)
+    engine.add_request(strict)
+    outputs = {rid: joined(outs)[1] for rid, outs in run_all(engine).items()}
+    assert len(set(outputs["plain"])) < 40  # The tiny model repeats itself when greedy...
+    assert len(set(outputs["strict"])) == 40  # ...and the penalties forbid it.
+    engine.close()

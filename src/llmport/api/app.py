@@ -12,10 +12,13 @@ from llmport import __version__
 from llmport.api.auth import ApiKeyMiddleware
 from llmport.api.errors import install_error_handlers
 from llmport.api.metrics import Metrics
+from llmport.api.ollama.generate import router as ollama_generate_router
+from llmport.api.ollama.models import router as ollama_models_router
 from llmport.api.openai.routes import router as openai_router
 from llmport.api.state import AppState, app_state
 from llmport.api.streaming import ClientGone
 from llmport.manager.manager import ModelManager
+from llmport.store.library import Library
 
 #: Status logged for a request whose client left (nginx's convention; never sent).
 CLIENT_CLOSED_REQUEST = 499
@@ -43,12 +46,15 @@ def create_app(
             await manager.close()
 
     app = FastAPI(title="llmport", version=__version__, lifespan=lifespan)
-    app.state.llmport = AppState(manager=manager, metrics=Metrics())
+    library = Library(manager.catalog.cache_dir)
+    app.state.llmport = AppState(manager=manager, metrics=Metrics(), library=library)
     install_error_handlers(app)
     app.add_exception_handler(ClientGone, _client_gone)
     if api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
     app.include_router(openai_router)
+    app.include_router(ollama_generate_router)
+    app.include_router(ollama_models_router)
     app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/metrics", _metrics, methods=["GET"])
     return app

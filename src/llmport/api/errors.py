@@ -30,9 +30,18 @@ def _type(status: int) -> str:
     return "server_error"
 
 
-def error_response(error: LlmportError) -> JSONResponse:
+def is_ollama(request: Request) -> bool:
+    """Ollama's routes answer errors in Ollama's shape: ``{"error": "..."}``."""
+    return request.url.path.startswith("/api/")
+
+
+def error_response(error: LlmportError, ollama: bool = False) -> JSONResponse:
     headers = {"Retry-After": str(error.retry_after)} if isinstance(error, QueueFull) else None
-    body = error_body(error.status, error.message, error.code, error.param)
+    body: dict[str, Any] = (
+        {"error": error.message}
+        if ollama
+        else error_body(error.status, error.message, error.code, error.param)
+    )
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
@@ -51,24 +60,32 @@ def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_llmport_error(_: Request, error: Exception) -> JSONResponse:
+    async def on_llmport_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, LlmportError)
-        return error_response(error)
+        return error_response(error, is_ollama(request))
 
-    async def on_validation_error(_: Request, error: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
         message, param = validation_message(error)
+        if is_ollama(request):
+            return JSONResponse({"error": message}, status_code=400)
         return JSONResponse(error_body(400, message, "invalid_request", param), status_code=400)
 
-    async def on_http_error(_: Request, error: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
-        body = error_body(error.status_code, str(error.detail), "http_error")
+        body = (
+            {"error": str(error.detail)}
+            if is_ollama(request)
+            else error_body(error.status_code, str(error.detail), "http_error")
+        )
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
-    async def on_bug(_: Request, error: Exception) -> JSONResponse:
+    async def on_bug(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=error)
-        body = error_body(500, f"internal error: {type(error).__name__}", "internal_error")
-        return JSONResponse(body, status_code=500)
+        message = f"internal error: {type(error).__name__}"
+        if is_ollama(request):
+            return JSONResponse({"error": message}, status_code=500)
+        return JSONResponse(error_body(500, message, "internal_error"), status_code=500)
 
     app.add_exception_handler(LlmportError, on_llmport_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

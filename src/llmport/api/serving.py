@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import NamedTuple
 
+from starlette.requests import Request as HttpRequest
+
 from llmport.api.metrics import Metrics
+from llmport.api.state import app_state
+from llmport.api.streaming import merge, until_disconnect
 from llmport.chat.templates import render_chat, template_source
 from llmport.errors import LlmportError
 from llmport.manager.loaded import LoadedModel
@@ -80,3 +84,26 @@ async def generate(
         raise
     finally:
         metrics.count_request(req.model, status)
+
+
+Tagged = tuple[int, Delta]
+
+
+async def start(request: HttpRequest, requests: list[GenerationRequest]) -> AsyncIterator[Tagged]:
+    """Start generating; returns once the first delta is in (or raises the refusal), so a
+    refused request answers with its own status code. Items are (request index, delta)."""
+    state = app_state(request)
+    stream = merge([generate(state.manager, state.metrics, r) for r in requests])
+    first = await until_disconnect(request, anext(stream))
+    return _prepend(first, stream)
+
+
+async def _prepend(first: Tagged, rest: AsyncIterator[Tagged]) -> AsyncIterator[Tagged]:
+    yield first
+    async for item in rest:
+        yield item
+
+
+async def consume(stream: AsyncIterator[Tagged], add: Callable[[int, Delta], None]) -> None:
+    async for index, delta in stream:
+        add(index, delta)

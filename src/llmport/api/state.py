@@ -8,12 +8,14 @@ from starlette.requests import Request
 
 from llmport.api.metrics import Metrics
 from llmport.manager.manager import ModelManager
+from llmport.store.library import Library
 
 
 @dataclass(frozen=True)
 class AppState:
     manager: ModelManager
     metrics: Metrics
+    library: Library
 
 
 def app_state(request: Request) -> AppState:

@@ -323,7 +323,8 @@ class LlamaSampler:
     ) -> None:
         self._ctx = ctx
         self._chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
-        for stage in _chain_stages(vocab_size, params, seed):
+        history = int(llama.llama_n_ctx(ctx))
+        for stage in _chain_stages(vocab_size, params, seed, history):
             llama.llama_sampler_chain_add(self._chain, stage)
 
     def sample(self, output_index: int) -> int:
@@ -335,7 +336,9 @@ class LlamaSampler:
             self._chain = None
 
 
-def _chain_stages(vocab_size: int, params: SamplingParams, seed: int) -> list[object]:
+def _chain_stages(
+    vocab_size: int, params: SamplingParams, seed: int, context_len: int
+) -> list[object]:
     stages: list[object] = []
     if params.logit_bias:
         biases = (llama.llama_logit_bias * len(params.logit_bias))(
@@ -345,7 +348,9 @@ def _chain_stages(vocab_size: int, params: SamplingParams, seed: int) -> list[ob
     if params.has_penalties:
         stages.append(
             llama.llama_sampler_init_penalties(
-                params.penalty_last_n,
+                vocab_size,
+                # llama.cpp reads < 0 as 0 (off); our -1 means the whole context.
+                params.penalty_last_n if params.penalty_last_n >= 0 else context_len,
                 params.repetition_penalty,
                 params.frequency_penalty,
                 params.presence_penalty,

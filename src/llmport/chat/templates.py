@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -89,3 +90,27 @@ def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
 
 def _raise_exception(message: str) -> None:
     raise jinja2.TemplateError(message)
+
+
+_GO_IF = re.compile(
+    r"\{\{-?\s*if\s+\.(System|Prompt)\s*-?\}\}(.*?)\{\{-?\s*end\s*-?\}\}", re.DOTALL
+)
+_GO_VAR = re.compile(r"\{\{-?\s*\.(System|Prompt|Response)\s*-?\}\}")
+
+
+def render_go_prompt(template: str, *, system: str, prompt: str) -> str:
+    """The simple Go-template subset Ollama's prompt templates use: ``{{ .System }}``,
+    ``{{ .Prompt }}``, ``{{ .Response }}`` and ``{{ if .System }}...{{ end }}``.
+
+    Anything else (ranges over ``.Messages``, functions) is refused rather than guessed.
+    """
+    values = {"System": system, "Prompt": prompt, "Response": ""}
+    text = _GO_IF.sub(lambda m: m.group(2) if values[m.group(1)] else "", template)
+    text = _GO_VAR.sub(lambda m: values[m.group(1)], text)
+    if "{{" in text:
+        raise InvalidParameter(
+            "this template uses Go-template features beyond .System/.Prompt/.Response and "
+            "'if'; use a Jinja2 chat template instead",
+            param="template",
+        )
+    return text

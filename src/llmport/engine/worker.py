@@ -96,6 +96,11 @@ def _handle(core: EngineCore, conn: Connection, message: ToWorker) -> None:
             core.add_request(message.request)
         except LlmportError as error:
             _send(conn, _failure(message.request.request_id, error))
+        except Exception as error:
+            # A bug must fail this request only, never the worker and its other requests.
+            logger.exception("adding request %s failed", message.request.request_id)
+            core.abort_request(message.request.request_id)
+            _send(conn, RequestFailed(message.request.request_id, "server_error", f"{error!r}"))
     elif isinstance(message, AbortRequest):
         _send_outputs(conn, core.abort_request(message.request_id))
     elif isinstance(message, ResetPrefixCache):

@@ -30,6 +30,8 @@ class LoadedModel:
     #: Seconds it stays loaded once idle; math.inf = forever, 0 = unload when idle.
     keep_alive: float
     last_used: float
+    #: The manager's clock when loading finished (tells a request whether it waited for it).
+    loaded_at: float = 0.0
     num_active: int = 0
     #: Wall-clock time it unloads if still idle (None while busy or kept forever).
     expires_at: float | None = None

@@ -149,6 +149,7 @@ class ModelManager:
                 name=name,
                 keep_alive=self.default_keep_alive,
                 last_used=self._clock(),
+                loaded_at=self._clock(),
             )
             self._loaded[model.key] = model
             logger.info(

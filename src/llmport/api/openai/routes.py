@@ -20,14 +20,14 @@ from llmport.api.errors import error_body
 from llmport.api.openai import convert
 from llmport.api.openai import protocol as p
 from llmport.api.serving import Delta
-from llmport.api.state import AppState, app_state
-from llmport.api.streaming import DONE, merge, sse, until_disconnect
+from llmport.api.state import app_state
+from llmport.api.streaming import DONE, sse, until_disconnect
 from llmport.errors import LlmportError
 from llmport.types import GenerationRequest, SamplingParams
 
 router = APIRouter()
 
-Tagged = tuple[int, Delta]
+Tagged = serving.Tagged
 EventBuilder = Callable[[int, Delta], list[str]]
 
 
@@ -47,12 +47,12 @@ async def create_completion(
     body: p.CompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
     requests = convert.to_completion_requests(body)
-    stream = await _start(request, requests)
+    stream = await serving.start(request, requests)
     prompts = [r.prompt or "" for r in requests] if body.echo else None
     builder = _CompletionBuilder(body, requests[0].request_id, prompts)
     if body.stream:
         return _event_stream(stream, builder.chunks, builder.usage_chunk, body)
-    await until_disconnect(request, _consume(stream, builder.add))
+    await until_disconnect(request, serving.consume(stream, builder.add))
     return JSONResponse(builder.response().model_dump())
 
 
@@ -61,11 +61,11 @@ async def create_chat_completion(
     body: p.ChatCompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
     generation = convert.to_chat_request(body)
-    stream = await _start(request, [generation])
+    stream = await serving.start(request, [generation])
     builder = _ChatBuilder(body, generation.request_id)
     if body.stream:
         return _event_stream(stream, builder.chunks, builder.usage_chunk, body)
-    await until_disconnect(request, _consume(stream, builder.add))
+    await until_disconnect(request, serving.consume(stream, builder.add))
     return JSONResponse(builder.response().model_dump())
 
 
@@ -80,7 +80,7 @@ async def create_embeddings(body: p.EmbeddingRequest, request: Request) -> p.Emb
             vectors[index] = delta.output.embedding
         totals.add(delta.output.usage, 0)
 
-    await until_disconnect(request, _consume(await _start(request, requests), add))
+    await until_disconnect(request, serving.consume(await serving.start(request, requests), add))
     data = [
         p.Embedding(index=i, embedding=convert.embedding_data(v, body.encoding_format))
         for i, v in sorted(vectors.items())
@@ -114,25 +114,6 @@ async def detokenize(body: p.DetokenizeRequest, request: Request) -> p.Detokeniz
 
 
 # -- the shared plumbing --------------------------------------------------------------
-
-
-async def _start(request: Request, requests: list[GenerationRequest]) -> AsyncIterator[Tagged]:
-    """Start generating; returns once the first delta is in (or raises the refusal)."""
-    state: AppState = app_state(request)
-    stream = merge([serving.generate(state.manager, state.metrics, r) for r in requests])
-    first = await until_disconnect(request, anext(stream))
-    return _prepend(first, stream)
-
-
-async def _prepend(first: Tagged, rest: AsyncIterator[Tagged]) -> AsyncIterator[Tagged]:
-    yield first
-    async for item in rest:
-        yield item
-
-
-async def _consume(stream: AsyncIterator[Tagged], add: Callable[[int, Delta], None]) -> None:
-    async for index, delta in stream:
-        add(index, delta)
 
 
 def _event_stream(

@@ -1,0 +1,1 @@
+"""The Ollama protocol (/api/*), a thin translation onto the same manager and engine."""

@@ -1,0 +1,245 @@
+"""``/api/generate``, ``/api/chat``, ``/api/embed`` and ``/api/embeddings``: Ollama's
+generation routes, onto the same serving path as the OpenAI routes."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from llmport.api import serving
+from llmport.api.ollama import convert
+from llmport.api.ollama import protocol as p
+from llmport.api.serving import Delta
+from llmport.api.state import app_state
+from llmport.api.streaming import until_disconnect
+from llmport.chat.templates import render_go_prompt
+from llmport.errors import InvalidParameter, LlmportError, ModelNotFound, UnsupportedOption
+from llmport.manager.keep_alive import parse_keep_alive
+from llmport.store.registry import ModelRecord
+from llmport.types import GenerationRequest, Output, SamplingParams
+
+router = APIRouter()
+NDJSON = "application/x-ndjson"
+
+
+@router.post("/api/generate", response_model=None)
+async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | StreamingResponse:
+    if body.images:
+        raise UnsupportedOption("images are not supported (text models only)", param="images")
+    convert.check_format(body.format)
+    if not body.prompt:
+        return await _load_or_unload(request, body.model, body.keep_alive, "response")
+    record = _record(request, body.model)
+    convert.check_num_ctx(body.options, _trained_context(record))
+    params = convert.to_sampling_params(body.options, record.parameters)
+    generation = GenerationRequest(
+        request_id=f"gen-{uuid.uuid4().hex}",
+        model=body.model,
+        params=params,
+        keep_alive=parse_keep_alive(body.keep_alive),
+    )
+    system = body.system if body.system is not None else (record.system or "")
+    if body.raw:
+        generation.prompt = body.prompt
+    elif body.template:
+        generation.prompt = render_go_prompt(body.template, system=system, prompt=body.prompt)
+    elif record.template or record.metadata.get("chat_template"):
+        messages = [{"role": "system", "content": system}] if system else []
+        generation.messages = [*messages, {"role": "user", "content": body.prompt}]
+    else:  # A base model without a chat template: the prompt is the text to continue.
+        generation.prompt = f"{system}\n\n{body.prompt}" if system else body.prompt
+    context = list(body.context or [])
+    return await _respond(request, body.model, generation, "response", body.stream, context)
+
+
+@router.post("/api/chat", response_model=None)
+async def chat(body: p.ChatRequest, request: Request) -> JSONResponse | StreamingResponse:
+    convert.check_format(body.format)
+    if not body.messages:
+        return await _load_or_unload(request, body.model, body.keep_alive, "message")
+    if any(m.images for m in body.messages):
+        raise UnsupportedOption("images are not supported (text models only)", param="messages")
+    record = _record(request, body.model)
+    convert.check_num_ctx(body.options, _trained_context(record))
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    if record.system and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": record.system})
+    preset = [{"role": role, "content": content} for role, content in record.messages]
+    generation = GenerationRequest(
+        request_id=f"chat-{uuid.uuid4().hex}",
+        model=body.model,
+        params=convert.to_sampling_params(body.options, record.parameters),
+        messages=preset + messages,
+        tools=body.tools,
+        keep_alive=parse_keep_alive(body.keep_alive),
+    )
+    return await _respond(request, body.model, generation, "message", body.stream, None)
+
+
+@router.post("/api/embed")
+async def embed(body: p.EmbedRequest, request: Request) -> dict[str, Any]:
+    if body.dimensions is not None:
+        raise UnsupportedOption("dimensions: the model's full embedding is returned")
+    inputs = [body.input] if isinstance(body.input, str) else body.input
+    started = time.monotonic()
+    vectors, num_tokens, load = await _embed_all(request, body.model, inputs, body.keep_alive)
+    return {
+        "model": body.model,
+        "embeddings": vectors,
+        "total_duration": convert.ns(time.monotonic() - started),
+        "load_duration": convert.ns(load),
+        "prompt_eval_count": num_tokens,
+    }
+
+
+@router.post("/api/embeddings")
+async def embeddings(body: p.EmbeddingsRequest, request: Request) -> dict[str, Any]:
+    vectors, _, _ = await _embed_all(request, body.model, [body.prompt], body.keep_alive)
+    return {"embedding": vectors[0]}
+
+
+# -- plumbing ---------------------------------------------------------------------------
+
+
+def _record(request: Request, name: str) -> ModelRecord:
+    try:
+        return app_state(request).library.record(name)
+    except ModelNotFound:
+        raise ModelNotFound(f"model '{name}' not found", param="model") from None
+
+
+def _trained_context(record: ModelRecord) -> int:
+    return int(record.metadata.get("context_length") or 0) or 1 << 30
+
+
+async def _load_or_unload(
+    request: Request, name: str, keep_alive: p.KeepAlive, kind: str
+) -> JSONResponse:
+    """Ollama's empty request: load the model, or with keep_alive 0 unload it."""
+    manager = app_state(request).manager
+    _record(request, name)
+    seconds = parse_keep_alive(keep_alive)
+    if seconds == 0:
+        await manager.unload(name)
+        reason = "unload"
+    else:
+        await manager.preload(name, seconds)
+        reason = "load"
+    body: dict[str, Any] = {"model": name, "created_at": convert.now_iso()}
+    body[kind] = "" if kind == "response" else {"role": "assistant", "content": ""}
+    return JSONResponse({**body, "done": True, "done_reason": reason})
+
+
+async def _respond(
+    request: Request,
+    name: str,
+    generation: GenerationRequest,
+    kind: str,
+    stream: bool,
+    context: list[int] | None,
+) -> JSONResponse | StreamingResponse:
+    started = time.monotonic()
+    deltas = await serving.start(request, [generation])
+    if not stream:
+        final = _Final(name, kind, started, context)
+        await until_disconnect(request, serving.consume(deltas, final.add))
+        return JSONResponse(final.object(final.text))
+    return StreamingResponse(
+        _lines(deltas, _Final(name, kind, started, context)), media_type=NDJSON
+    )
+
+
+async def _lines(deltas: AsyncIterator[serving.Tagged], final: _Final) -> AsyncIterator[bytes]:
+    try:
+        async for index, delta in deltas:
+            final.add(index, delta)
+            if delta.output.text:
+                yield _line(final.chunk(delta.output.text))
+        yield _line(final.object(""))
+    except LlmportError as error:
+        yield _line({"error": error.message})
+    finally:
+        await deltas.aclose()  # type: ignore[attr-defined]
+
+
+def _line(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode() + b"\n"
+
+
+class _Final:
+    """Accumulates one answer; builds Ollama's chunks and its closing object."""
+
+    def __init__(self, name: str, kind: str, started: float, context: list[int] | None) -> None:
+        self.name, self.kind, self.started = name, kind, started
+        self.context = context
+        self.text = ""
+        self.last: Output | None = None
+        self.load_seconds = 0.0
+        self.token_ids: list[int] = []
+
+    def add(self, _: int, delta: Delta) -> None:
+        out = delta.output
+        if out.prompt_token_ids is not None:
+            self.token_ids = list(out.prompt_token_ids)
+            if delta.model.loaded_at >= self.started:
+                self.load_seconds = delta.model.load_seconds
+        self.token_ids += out.token_ids
+        self.text += out.text
+        self.last = out
+
+    def chunk(self, text: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.name, "created_at": convert.now_iso()}
+        body[self.kind] = (
+            text if self.kind == "response" else {"role": "assistant", "content": text}
+        )
+        body["done"] = False
+        return body
+
+    def object(self, text: str) -> dict[str, Any]:
+        assert self.last is not None  # serving.start yields at least one delta.
+        body = self.chunk(text)
+        elapsed = time.monotonic() - self.started
+        body.update(convert.final_fields(self.last, elapsed, self.load_seconds))
+        if self.context is not None:
+            body["context"] = self.context + self.token_ids
+        return body
+
+
+async def _embed_all(
+    request: Request, name: str, inputs: list[str], keep_alive: p.KeepAlive
+) -> tuple[list[list[float]], int, float]:
+    """(vectors in input order, prompt tokens, seconds spent loading the model)."""
+    if not inputs or not all(isinstance(text, str) and text for text in inputs):
+        raise InvalidParameter("input must be a non-empty string or list of strings", param="input")
+    _record(request, name)
+    seconds = parse_keep_alive(keep_alive)
+    base = uuid.uuid4().hex
+    requests = [
+        GenerationRequest(
+            request_id=f"embed-{base}-{i}",
+            model=name,
+            params=SamplingParams(),
+            prompt=text,
+            keep_alive=seconds,
+            embed=True,
+        )
+        for i, text in enumerate(inputs)
+    ]
+    started = time.monotonic()
+    vectors: dict[int, list[float]] = {}
+    counts = {"tokens": 0, "load": 0.0}
+
+    def add(index: int, delta: Delta) -> None:
+        vectors[index] = delta.output.embedding or []
+        counts["tokens"] += delta.output.usage.prompt_tokens if delta.output.usage else 0
+        if delta.model.loaded_at >= started:
+            counts["load"] = delta.model.load_seconds
+
+    await until_disconnect(request, serving.consume(await serving.start(request, requests), add))
+    return [vectors[i] for i in range(len(inputs))], int(counts["tokens"]), counts["load"]

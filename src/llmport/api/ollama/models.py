@@ -1,0 +1,250 @@
+"""Ollama's model-management routes: tags, ps, show, pull, delete, copy, create, version."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from llmport import __version__
+from llmport.api.ollama import protocol as p
+from llmport.api.state import app_state
+from llmport.errors import InvalidParameter, LlmportError, ModelNotFound
+from llmport.store.library import Library, details
+from llmport.store.modelfile import Modelfile, parse_modelfile
+from llmport.store.pull import Progress
+from llmport.store.registry import ModelRecord
+
+router = APIRouter()
+#: The Ollama API version llmport answers as (clients gate features on it).
+OLLAMA_API_VERSION = "0.12.0"
+NDJSON = "application/x-ndjson"
+
+
+@router.get("/")
+async def root() -> PlainTextResponse:
+    return PlainTextResponse("llmport is running")
+
+
+@router.head("/")
+async def root_head() -> Response:
+    return Response(status_code=200)
+
+
+@router.get("/api/version")
+async def version() -> dict[str, str]:
+    return {"version": OLLAMA_API_VERSION, "llmport": __version__}
+
+
+@router.get("/api/tags")
+async def tags(request: Request) -> dict[str, Any]:
+    records = await asyncio.to_thread(app_state(request).library.list)
+    return {"models": [_tag(record) for record in records]}
+
+
+@router.get("/api/ps")
+async def ps(request: Request) -> dict[str, Any]:
+    state = app_state(request)
+    models = []
+    for model in state.manager.loaded():
+        record = await asyncio.to_thread(_maybe_record, state.library, model.name)
+        expires = model.expires_at
+        if model.is_forever:
+            expires_at = "2318-11-25T00:00:00Z"  # Ollama shows "forever" as a far date.
+        elif expires is None:  # In use: the timer starts when the last request ends.
+            expires_at = _iso(datetime.now(UTC) + timedelta(seconds=model.keep_alive))
+        else:
+            expires_at = _iso(datetime.fromtimestamp(expires, UTC))
+        entry: dict[str, Any] = _tag(record) if record else {"name": model.name}
+        entry.update(
+            size=model.memory.total_bytes,
+            size_vram=0,
+            expires_at=expires_at,
+            context_length=model.max_model_len,
+        )
+        models.append(entry)
+    return {"models": models}
+
+
+@router.post("/api/show")
+async def show(body: p.ModelRequest, request: Request) -> dict[str, Any]:
+    record = await asyncio.to_thread(_require, app_state(request).library, body.target)
+    meta = record.metadata
+    arch = str(meta.get("architecture", ""))
+    template = record.template or meta.get("chat_template") or ""
+    return {
+        "license": "\n".join(record.license),
+        "modelfile": _modelfile(record).render(),
+        "parameters": "\n".join(f"{k} {_value(v)}" for k, v in record.parameters.items()),
+        "template": template,
+        "system": record.system or "",
+        "details": details(record),
+        "model_info": {
+            "general.architecture": arch,
+            "general.parameter_count": meta.get("num_params", 0),
+            f"{arch}.context_length": meta.get("context_length", 0),
+            f"{arch}.embedding_length": meta.get("embedding_length", 0),
+        },
+        "capabilities": ["completion", "embedding"],
+        "modified_at": _iso(datetime.fromtimestamp(record.modified or 0, UTC)),
+    }
+
+
+@router.post("/api/pull", response_model=None)
+async def pull(body: p.ModelRequest, request: Request) -> JSONResponse | StreamingResponse:
+    library = app_state(request).library
+    if not body.stream:
+        await asyncio.to_thread(library.pull, body.target)
+        return JSONResponse({"status": "success"})
+    return StreamingResponse(_pull_lines(library, body.target), media_type=NDJSON)
+
+
+@router.delete("/api/delete")
+async def delete(body: p.ModelRequest, request: Request) -> Response:
+    state = app_state(request)
+    if any(m.name == body.target for m in state.manager.loaded()):
+        await state.manager.unload(body.target)
+    try:
+        await asyncio.to_thread(state.library.delete, body.target)
+    except ModelNotFound:
+        raise ModelNotFound(f"model '{body.target}' not found", param="model") from None
+    return Response(status_code=200)
+
+
+@router.post("/api/copy")
+async def copy(body: p.CopyRequest, request: Request) -> Response:
+    await asyncio.to_thread(_copy, app_state(request).library, body.source, body.destination)
+    return Response(status_code=200)
+
+
+@router.post("/api/create", response_model=None)
+async def create(body: p.CreateRequest, request: Request) -> JSONResponse | StreamingResponse:
+    name = body.model or body.name
+    if not name:
+        raise InvalidParameter("model (the new name) is required", param="model")
+    modelfile = _create_modelfile(body)
+    library = app_state(request).library
+    await asyncio.to_thread(library.create, name, modelfile)
+    if not body.stream:
+        return JSONResponse({"status": "success"})
+    statuses = ["using existing layer", "writing manifest", "success"]
+    lines = (json.dumps({"status": status}).encode() + b"\n" for status in statuses)
+    return StreamingResponse(iter(lines), media_type=NDJSON)
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _tag(record: ModelRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "model": record.name,
+        "modified_at": _iso(datetime.fromtimestamp(record.modified or 0, UTC)),
+        "size": record.size,
+        "digest": record.digest,
+        "details": details(record),
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _value(value: object) -> str:
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+def _require(library: Library, name: str) -> ModelRecord:
+    try:
+        return library.record(name)
+    except ModelNotFound:
+        raise ModelNotFound(f"model '{name}' not found", param="model") from None
+
+
+def _maybe_record(library: Library, name: str) -> ModelRecord | None:
+    try:
+        return library.record(name)
+    except LlmportError:
+        return None
+
+
+def _copy(library: Library, source: str, destination: str) -> None:
+    _require(library, source)
+    library.copy(source, destination)
+
+
+def _modelfile(record: ModelRecord) -> Modelfile:
+    parameters: dict[str, int | float | list[str]] = {}
+    for key, value in record.parameters.items():
+        if isinstance(value, int | float) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            parameters[key] = value
+    return Modelfile(
+        from_=record.files[0].path,
+        parameters=parameters,
+        template=record.template,
+        system=record.system,
+        license=list(record.license),
+        messages=list(record.messages),
+    )
+
+
+def _create_modelfile(body: p.CreateRequest) -> Modelfile:
+    """The new model's settings: structured fields (new clients) or Modelfile text (old)."""
+    if body.files or body.quantize:
+        raise InvalidParameter("create from uploaded files or with quantize is not supported")
+    if body.modelfile:
+        return parse_modelfile(body.modelfile)
+    if not body.from_:
+        raise InvalidParameter("from (the base model) is required", param="from")
+    text = f"FROM {body.from_}\n"
+    for key, value in (body.parameters or {}).items():
+        for item in value if isinstance(value, list) else [value]:
+            text += f"PARAMETER {key} {json.dumps(item) if isinstance(item, str) else item}\n"
+    parsed = parse_modelfile(text)
+    licenses = [body.license] if isinstance(body.license, str) else list(body.license or [])
+    return Modelfile(
+        from_=parsed.from_,
+        parameters=parsed.parameters,
+        template=body.template,
+        system=body.system,
+        license=licenses,
+        messages=[(m.role, m.content) for m in body.messages or []],
+    )
+
+
+async def _pull_lines(library: Library, name: str) -> AsyncIterator[bytes]:
+    """Pull in a thread; its progress becomes NDJSON lines as Ollama streams them."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Progress | LlmportError | None] = asyncio.Queue()
+
+    def report(progress: Progress) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, progress)
+
+    def work() -> None:
+        try:
+            library.pull(name, report)
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+        except LlmportError as error:
+            loop.call_soon_threadsafe(queue.put_nowait, error)
+
+    task = loop.run_in_executor(None, work)
+    last: dict[str, Any] = {}
+    while (item := await queue.get()) is not None:
+        if isinstance(item, LlmportError):
+            last = {"error": item.message}
+            yield json.dumps(last).encode() + b"\n"
+            break
+        last = {"status": item.status}
+        if item.digest is not None:
+            last.update(digest=item.digest, total=item.total, completed=item.completed)
+        yield json.dumps(last).encode() + b"\n"
+    if not last:  # Nothing to fetch (the embedded model): still say so.
+        yield json.dumps({"status": "success"}).encode() + b"\n"
+    await task
