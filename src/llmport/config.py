@@ -5,9 +5,9 @@ Bad values fail here, at start-up, not on the first request.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmport.errors import UnsupportedOption
@@ -123,6 +123,19 @@ class ServerSettings(BaseSettings):
     tool_call_parser: str | None = Field(
         default=None, description="Tool-call format: " + ", ".join(TOOL_CALL_PARSERS) + "."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _host_may_carry_a_port(cls, data: Any) -> Any:
+        """``LLMPORT_HOST=0.0.0.0:8080`` works as ``OLLAMA_HOST`` does (an explicit port
+        wins)."""
+        if isinstance(data, dict) and isinstance(data.get("host"), str):
+            host = data["host"].removeprefix("http://")
+            if host.count(":") == 1:
+                name, _, port = host.partition(":")
+                data = {**data, "host": name or "127.0.0.1"}
+                data.setdefault("port", port)
+        return data
 
     @field_validator("dtype")
     @classmethod

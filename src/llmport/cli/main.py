@@ -1,30 +1,41 @@
-"""``llmport``: the command line.
-
-For now ``run`` drives the engine in this process; once the server lands it
-becomes an HTTP client of ``llmport serve``, as Ollama's ``run`` is.
-"""
+"""``llmport``: the command line. Every verb but ``serve`` is an HTTP client of the
+server (Ollama's API), as Ollama's CLI is; failures print one ``error:`` line."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from llmport.cli import models
+from llmport.cli.client import CliError
+from llmport.cli.run import run
 from llmport.cli.serve import serve
 from llmport.errors import LlmportError
-from llmport.types import SamplingParams
 
-if TYPE_CHECKING:
-    from llmport.llm import LLM
-
-app = typer.Typer(help="One port, every model.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="One port, every model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 app.command()(serve)
+app.command()(run)
+app.command()(models.pull)
+app.command("list")(models.list_models)
+app.command("ls", help="List the models this server has (alias of list).")(models.list_models)
+app.command()(models.show)
+app.command()(models.rm)
+app.command()(models.cp)
+app.command()(models.create)
+app.command()(models.ps)
+app.command()(models.stop)
 
 
 @app.callback()
-def main(
+def callback(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log llama.cpp and engine details.")
     ] = False,
@@ -35,54 +46,17 @@ def main(
     )
 
 
-@app.command()
-def run(
-    model: Annotated[
-        str | None, typer.Argument(help="A .gguf path or gemma3:270m (default).")
-    ] = None,
-    prompt: Annotated[
-        list[str] | None, typer.Argument(help="One-shot prompt; else stdin or chat.")
-    ] = None,
-    max_tokens: Annotated[int, typer.Option(help="Most tokens to generate per answer.")] = 256,
-    temperature: Annotated[float, typer.Option(help="0 is greedy.")] = 0.7,
-    max_model_len: Annotated[int, typer.Option(help="Context length in tokens.")] = 4096,
-) -> None:
-    """Generate from a model: a one-shot prompt, piped stdin, or an interactive loop."""
-    from llmport.llm import LLM
-
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature)
+def main() -> None:
+    """The console script: exit 0 on success, 1 with a one-line reason on failure."""
     try:
-        with LLM(model, max_model_len=max_model_len, max_num_seqs=1) as llm:
-            if prompt:
-                _answer(llm, " ".join(prompt), params)
-            elif not sys.stdin.isatty():
-                _answer(llm, sys.stdin.read(), params)
-            else:
-                _interactive(llm, params)
-    except LlmportError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(1) from error
-
-
-def _answer(llm: LLM, prompt: str, params: SamplingParams) -> None:
-    for text in llm.stream(prompt, params):
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
-
-
-def _interactive(llm: LLM, params: SamplingParams) -> None:
-    typer.echo("Type a prompt; /bye to quit.", err=True)
-    while True:
-        try:
-            line = input(">>> ")
-        except EOFError:
-            return
-        if line.strip() == "/bye":
-            return
-        if line.strip():
-            _answer(llm, line, params)
+        app()
+    except (CliError, LlmportError) as error:
+        message = error.message if isinstance(error, LlmportError) else str(error)
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":
-    app()
+    main()
