@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from huggingface_hub import close_session, constants
 
 from fake_hub import FakeHub
-from llmport.errors import ChecksumMismatch, InvalidParameter, ModelNotFound
+from llmport.errors import ChecksumMismatch, InsufficientStorage, InvalidParameter, ModelNotFound
 from llmport.store import pull as pull_module
 from llmport.store.pull import Progress, pull
 from llmport.store.refs import resolve_model
@@ -178,3 +179,19 @@ def test_offline_mode_uses_what_is_cached(
     assert again.path == first.path and len(hub.requests) == requests_before
     with pytest.raises(ModelNotFound, match="has no Q4_K_M file"):
         pull(f"hf.co/{REPO}:Q4_K_M", registry)
+
+
+def test_not_enough_disk_is_refused_before_downloading(
+    hub: FakeHub, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = shutil.disk_usage("/")
+    monkeypatch.setattr(pull_module.shutil, "disk_usage", lambda _: usage._replace(free=1000))
+    with pytest.raises(InsufficientStorage, match="GiB free"):
+        pull(f"hf.co/{REPO}:F16", registry)
+    assert downloads(hub, "tiny-F16.gguf") == []
+
+
+def test_the_default_quant_is_announced(hub: FakeHub, registry: Registry) -> None:
+    seen: list[Progress] = []
+    pull(f"hf.co/{REPO}", registry, seen.append)
+    assert any("using Q4_K_M" in p.status for p in seen)

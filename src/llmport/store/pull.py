@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +45,8 @@ MAX_ATTEMPTS = 6
 DISK_MARGIN_BYTES = 64 << 20
 _CHUNK_BYTES = 1 << 20
 _REPORT_SECONDS = 0.1
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ def pull(text: str, registry: Registry, report: ProgressCallback | None = None) 
     quant, names = choose_files(ref, list(listing))
     if ref.quant is None:
         logger.info("%s: no quant named; using %s", ref.repo_id, quant)
+        say(Progress(f"no quant named: using {quant} ({names[0]})"))
     files = [listing[name] for name in names]
     repo_dir = _repo_dir(ref.repo_id)
     _check_disk(repo_dir, files)
@@ -138,11 +142,21 @@ def _listing(ref: HfRef) -> tuple[str, dict[str, RemoteFile]]:
         except ModelNotFound:
             raise PullFailed(f"cannot reach {constants.ENDPOINT}: {error}") from error
     files = {
-        s.rfilename: RemoteFile(s.rfilename, s.lfs.sha256 if s.lfs else None, s.size or 0)
+        s.rfilename: RemoteFile(s.rfilename, _checked_sha256(s.lfs.sha256 if s.lfs else None),
+                                s.size or 0)
         for s in info.siblings or []
         if is_safe_repo_path(s.rfilename)
-    }
+    }  # fmt: skip
+    if not _SHA.match(str(info.sha)):
+        raise PullFailed(f"the Hub answered an odd commit id {info.sha!r} for {ref.repo_id}")
     return str(info.sha), files
+
+
+def _checked_sha256(value: str | None) -> str | None:
+    """A digest names a file in the cache: only 64 hex digits may (nothing like ``../``)."""
+    if value is not None and not _SHA256.match(value):
+        raise PullFailed(f"the Hub answered an odd sha256 {value!r}; refusing to use it")
+    return value
 
 
 def _cached_listing(ref: HfRef) -> tuple[str, dict[str, RemoteFile]]:
@@ -153,6 +167,8 @@ def _cached_listing(ref: HfRef) -> tuple[str, dict[str, RemoteFile]]:
             f"{ref.repo_id} is not in the local cache and the Hub is offline", param="model"
         )
     commit = refs_main.read_text().strip()
+    if not _SHA.match(commit):
+        raise ModelNotFound(f"{ref.repo_id}: the cache's refs/main is not a commit id")
     snapshot = repo_dir / "snapshots" / commit
     files = {}
     for path in snapshot.rglob("*"):
@@ -200,12 +216,12 @@ def _fetch(
                 ref.repo_id, remote.filename, revision=commit, endpoint=constants.ENDPOINT
             )
             _download(url, blob, remote, say)
-    link = repo_dir / "snapshots" / commit / remote.filename
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.is_symlink():
-        link.symlink_to(os.path.relpath(blob, link.parent))
-    (repo_dir / "refs").mkdir(exist_ok=True)
-    (repo_dir / "refs" / "main").write_text(commit)
+        link = repo_dir / "snapshots" / commit / remote.filename
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(os.path.relpath(blob, link.parent))
+        (repo_dir / "refs").mkdir(exist_ok=True)
+        (repo_dir / "refs" / "main").write_text(commit)
     return link
 
 
