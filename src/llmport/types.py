@@ -44,6 +44,8 @@ class SamplingParams(msgspec.Struct, kw_only=True):
     logit_bias: dict[int, float] = msgspec.field(default_factory=dict)
     logprobs: int | None = None
     include_stop_str_in_output: bool = False
+    #: A llama.cpp GBNF grammar the output must follow (structured outputs, tool calls).
+    grammar: str | None = None
 
     @property
     def is_greedy(self) -> bool:

@@ -18,6 +18,7 @@ a slot at a position other than the one after its last raises
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -199,6 +200,9 @@ class FakeBackend:
         logits[np.arange(len(rows)), rows] = 1.0
         self.last_logits = logits
         return logits
+
+    def new_grammar(self, gbnf: str) -> Any:
+        raise NotImplementedError("grammars are tested on llama.cpp")
 
     def embed(self, batch: DecodeBatch) -> FloatMatrix:
         """Row i: the i-th token's next token, one-hot over 8 dims (deterministic)."""

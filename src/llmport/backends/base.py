@@ -41,6 +41,20 @@ class TokenSampler(Protocol):
     def close(self) -> None: ...
 
 
+class TokenFilter(Protocol):
+    """A per-sequence grammar: which tokens may come next (it owns C memory: close it)."""
+
+    def allows(self, token_id: int) -> bool: ...
+
+    def mask(self, row: FloatMatrix) -> None:
+        """Set the logits of every disallowed token to -inf, in place."""
+        ...
+
+    def accept(self, token_id: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Backend(Protocol):
     """One loaded model. The engine owns it and calls ``close()`` exactly once."""
 
@@ -114,5 +128,9 @@ class Backend(Protocol):
         ...
 
     def new_sampler(self, params: SamplingParams, seed: int) -> TokenSampler: ...
+
+    def new_grammar(self, gbnf: str) -> TokenFilter:
+        """Raises InvalidParameter when the grammar does not parse."""
+        ...
 
     def close(self) -> None: ...

@@ -16,6 +16,7 @@ import llama_cpp as llama
 import numpy as np
 
 from llmport.backends.base import DecodeBatch, FloatMatrix, KvCacheFull
+from llmport.backends.llama_cpp_grammar import LlamaGrammar
 from llmport.backends.memory import available_memory_bytes
 from llmport.config import EngineConfig
 from llmport.errors import ModelLoadFailed, ServerError
@@ -305,6 +306,9 @@ class LlamaCppBackend:
 
     def new_sampler(self, params: SamplingParams, seed: int) -> LlamaSampler:
         return LlamaSampler(self._ctx, self._vocab_size, params, seed)
+
+    def new_grammar(self, gbnf: str) -> LlamaGrammar:
+        return LlamaGrammar(self._vocab, self._vocab_size, gbnf)
 
     def close(self) -> None:
         if self._ctx:

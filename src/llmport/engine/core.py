@@ -101,7 +101,7 @@ class EngineCore:
         detokenizer = IncrementalDetokenizer(
             self.backend.piece, params.stop, params.include_stop_str_in_output
         )
-        return Sequence(
+        seq = Sequence(
             request.request_id,
             index,
             prompt_ids,
@@ -111,6 +111,9 @@ class EngineCore:
             sampler,
             is_embedding=request.embed,
         )
+        if params.grammar is not None:
+            seq.grammar = self.backend.new_grammar(params.grammar)
+        return seq
 
     def abort_request(self, request_id: str) -> list[Output]:
         """Stop a request now; its KV is freed (kept as a cached prefix) this call."""
@@ -200,7 +203,9 @@ class EngineCore:
 
     def _stop_reason(self, seq: Sequence, token_id: int) -> FinishReason | None:
         params = seq.params
-        is_eog = token_id in self.backend.eog_token_ids and not params.ignore_eos
+        # A finished grammar allows only end tokens: they end it even with ignore_eos.
+        ignore_eos = params.ignore_eos and seq.grammar is None
+        is_eog = token_id in self.backend.eog_token_ids and not ignore_eos
         if is_eog or token_id in params.stop_token_ids:
             return FinishReason.STOP
         seq.new_text += seq.detokenizer.push(token_id)
@@ -215,6 +220,9 @@ class EngineCore:
         if seq.sampler is not None:
             seq.sampler.close()
             seq.sampler = None
+        if seq.grammar is not None:
+            seq.grammar.close()
+            seq.grammar = None
         self.scheduler.finish(seq, reason)
         seq.timings.finished = time.monotonic()
         remaining = self._num_live.get(seq.request_id, 1) - 1

@@ -38,16 +38,27 @@ def sample(logits: FloatMatrix, sites: list[SampleSite]) -> list[int]:
     for site in sites:
         if site.seq.sampler is None and site.seq.params.logit_bias:
             _add_bias(logits[site.row], site.seq.params.logit_bias)
-    if all(site.seq.sampler is None for site in sites):
+    if all(site.seq.sampler is None and site.seq.grammar is None for site in sites):
         # Sites are the output rows in order, so one argmax covers them all.
         return [int(t) for t in np.argmax(logits, axis=1)]
     return [_sample_one(logits, site) for site in sites]
 
 
 def _sample_one(logits: FloatMatrix, site: SampleSite) -> int:
+    grammar = site.seq.grammar
+    row = logits[site.row]
     if site.seq.sampler is not None:
-        return site.seq.sampler.sample(site.batch_index)
-    return int(np.argmax(logits[site.row]))
+        if grammar is not None:
+            grammar.mask(row)  # The chain reads this same buffer.
+        token_id = site.seq.sampler.sample(site.batch_index)
+    else:
+        token_id = int(np.argmax(row))
+        if grammar is not None and not grammar.allows(token_id):
+            grammar.mask(row)  # Only when the model's own pick is refused: rare, costly.
+            token_id = int(np.argmax(row))
+    if grammar is not None:
+        grammar.accept(token_id)
+    return token_id
 
 
 def _add_bias(row: np.ndarray, bias: dict[int, float]) -> None:

@@ -6,7 +6,7 @@ import enum
 import itertools
 import time
 
-from llmport.backends.base import TokenSampler
+from llmport.backends.base import TokenFilter, TokenSampler
 from llmport.engine.detokenizer import IncrementalDetokenizer
 from llmport.types import FinishReason, SamplingParams, Timings, TokenLogprob
 
@@ -47,6 +47,7 @@ class Sequence:
         self.max_tokens = max_tokens
         self.detokenizer = detokenizer
         self.sampler = sampler
+        self.grammar: TokenFilter | None = None
         self.status = SequenceStatus.WAITING
         self.slot: int | None = None
         self.num_computed_tokens = 0

@@ -1,0 +1,281 @@
+"""JSON schemas to llama.cpp grammars (GBNF), so constrained output always parses.
+
+Written for sound output: every string the grammar admits validates against the
+schema. Where a schema feature cannot be expressed that way it is refused with
+UnsupportedOption naming the feature and where it is, never silently dropped.
+Repetition is bounded everywhere (whitespace, digits) so a constrained model
+cannot loop forever inside one value.
+
+Strings are printable ASCII with JSON escapes (``\u00e9`` for é). llama.cpp's grammar
+engine reads code points without checking that a token's bytes are valid UTF-8, so a
+raw non-ASCII character class would let byte tokens through that decode to more (or
+other) characters than the grammar counted; escapes keep every length bound exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, NoReturn
+
+from llmport.errors import UnsupportedOption
+
+#: Keywords that only annotate a schema: they constrain nothing.
+_ANNOTATIONS = frozenset({
+    "title", "description", "default", "examples", "$schema", "$id", "$comment",
+    "deprecated", "readOnly", "writeOnly",
+})  # fmt: skip
+_SUPPORTED = {
+    "object": {"type", "properties", "required", "additionalProperties"},
+    "array": {"type", "items", "minItems", "maxItems"},
+    "string": {"type", "minLength", "maxLength"},
+    "integer": {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
+    "number": {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
+    "boolean": {"type"},
+    "null": {"type"},
+}
+_BASE_RULES = r"""
+ws ::= [ ]?
+char ::= [ !#-\[\]-~] | "\\" ["\\/bfnrt] | "\\u" [0-9a-cA-Ce-fE-F] [0-9a-fA-F]{3}
+string ::= "\"" char{0,256} "\""
+int ::= "-"? ("0" | [1-9] [0-9]{0,15})
+number ::= int ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})?
+boolean ::= "true" | "false"
+null ::= "null"
+value ::= object | array | string | number | boolean | null
+object ::= "{" ws ( string ws ":" ws value ( "," ws string ws ":" ws value ){0,63} )? ws "}"
+array ::= "[" ws ( value ( "," ws value ){0,63} )? ws "]"
+"""
+JSON_OBJECT_GRAMMAR = "root ::= object\n" + _BASE_RULES
+
+
+def json_schema_grammar(schema: Any) -> str:
+    """The GBNF grammar of ``schema``; UnsupportedOption for what it cannot express."""
+    if not isinstance(schema, dict):
+        raise UnsupportedOption("the JSON schema must be an object", param="response_format")
+    converter = _Converter(schema)
+    root = converter.visit(schema, "#")
+    return f"root ::= {root}\n" + "".join(converter.rules) + _BASE_RULES
+
+
+class _Converter:
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+        self.rules: list[str] = []
+        self.ref_rules: dict[str, str] = {}
+
+    def visit(self, schema: Any, where: str) -> str:
+        """A GBNF expression for ``schema`` (found at JSON pointer ``where``)."""
+        if schema is True or schema == {}:
+            return "value"
+        if not isinstance(schema, dict):
+            _refuse(f"a schema that is {schema!r}", where)
+        if "$ref" in schema:
+            return self._ref(schema, where)
+        if "enum" in schema or "const" in schema:
+            return self._literals(schema, where)
+        if "anyOf" in schema:
+            _only(schema, {"anyOf"}, where)
+            return _group(" | ".join(self.visit(s, f"{where}/anyOf/{i}")
+                                     for i, s in enumerate(schema["anyOf"])))  # fmt: skip
+        kinds = schema.get("type") or _implied_type(schema)
+        if kinds is None:
+            _only(schema, set(), where)
+            return "value"
+        if isinstance(kinds, list):
+            parts = [self.visit({**schema, "type": k}, where) for k in kinds]
+            return _group(" | ".join(parts))
+        if kinds not in _SUPPORTED:
+            _refuse(f"type {kinds!r}", where)
+        _only(schema, _SUPPORTED[kinds], where)
+        return getattr(self, f"_{kinds}")(schema, where)  # type: ignore[no-any-return]
+
+    def _ref(self, schema: dict[str, Any], where: str) -> str:
+        _only(schema, {"$ref"}, where)
+        ref = schema["$ref"]
+        for prefix in ("#/$defs/", "#/definitions/"):
+            if ref.startswith(prefix) and ref[len(prefix) :] in self.defs:
+                name = "ref-" + "".join(c if c.isalnum() else "-" for c in ref[len(prefix) :])
+                if ref not in self.ref_rules:
+                    self.ref_rules[ref] = name
+                    body = self.visit(self.defs[ref[len(prefix) :]], ref)
+                    self.rules.append(f"{name} ::= {body}\n")
+                return name
+        _refuse(f"$ref {ref!r} (only #/$defs/... and #/definitions/...)", where)
+
+    def _literals(self, schema: dict[str, Any], where: str) -> str:
+        _only(schema, {"enum", "const", "type"}, where)
+        values = schema["enum"] if "enum" in schema else [schema["const"]]
+        if not values:
+            _refuse("an empty enum", where)
+        return _group(" | ".join(_literal(json.dumps(v, ensure_ascii=False)) for v in values))
+
+    def _object(self, schema: dict[str, Any], where: str) -> str:
+        properties: dict[str, Any] = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        if not isinstance(extra, bool):
+            _refuse("additionalProperties with a schema", where)
+        if not properties:
+            return "object" if extra else '"{" ws "}"'
+        required = [k for k in properties if k in set(schema.get("required", []))]
+        missing = set(schema.get("required", [])) - set(properties)
+        if missing:
+            _refuse(f"required properties without a schema: {sorted(missing)}", where)
+        members = {
+            key: f'{_literal(json.dumps(key, ensure_ascii=False))} ws ":" ws '
+            + self.visit(value, f"{where}/properties/{key}")
+            for key, value in properties.items()
+        }
+        optional = [k for k in properties if k not in required]
+        if required:
+            body = ' "," ws '.join(members[k] for k in required)
+            body += "".join(f' ( "," ws {members[k]} )?' for k in optional)
+        else:
+            alternatives = [
+                members[k] + "".join(f' ( "," ws {members[o]} )?' for o in optional[i + 1 :])
+                for i, k in enumerate(optional)
+            ]
+            body = f"( {' | '.join(alternatives)} )?"
+        return f'"{{" ws {body} ws "}}"'
+
+    def _array(self, schema: dict[str, Any], where: str) -> str:
+        item = self.visit(schema.get("items", True), f"{where}/items")
+        low, high = int(schema.get("minItems", 0)), schema.get("maxItems")
+        high = 64 if high is None else int(high)
+        if high < low:
+            _refuse("maxItems below minItems", where)
+        if high == 0:
+            return '"[" ws "]"'
+        rest = f'( "," ws {item} ){{{max(0, low - 1)},{high - 1}}}'
+        inner = f"{item} {rest}"
+        return f'"[" ws {inner if low else f"( {inner} )?"} ws "]"'
+
+    def _string(self, schema: dict[str, Any], where: str) -> str:
+        low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
+        high = 256 if high is None else int(high)
+        if high < low:
+            _refuse("maxLength below minLength", where)
+        return f'"\\"" char{{{low},{high}}} "\\""'
+
+    def _integer(self, schema: dict[str, Any], where: str) -> str:
+        low, high = _bounds(schema, where, integral=True)
+        if low is None and high is None:
+            return "int"
+        if low is not None and high is not None and low > high:
+            _refuse("an empty integer range", where)
+        return _int_range(low, high)
+
+    def _number(self, schema: dict[str, Any], where: str) -> str:
+        low, high = _bounds(schema, where, integral=False)
+        if low is None and high is None:
+            return "number"
+        # Integers inside the bounds: every one validates (a narrower, sound choice).
+        ints = _int_bounds(low, high)
+        if ints[0] is not None and ints[1] is not None and ints[0] > ints[1]:
+            assert low is not None and high is not None
+            return _literal(repr((low + high) / 2))
+        return _int_range(*ints)
+
+    def _boolean(self, schema: dict[str, Any], where: str) -> str:
+        return "boolean"
+
+    def _null(self, schema: dict[str, Any], where: str) -> str:
+        return "null"
+
+
+def _implied_type(schema: dict[str, Any]) -> str | None:
+    """The type a schema without ``type`` means by its keywords (``properties``: object)."""
+    for kind in ("object", "array", "string", "number"):
+        if set(schema) & (_SUPPORTED[kind] - {"type"}):
+            return kind
+    return None
+
+
+def _bounds(
+    schema: dict[str, Any], where: str, integral: bool
+) -> tuple[float | None, float | None]:
+    """(lowest, highest) allowed value; exclusive bounds become inclusive ones."""
+    low = schema.get("minimum")
+    high = schema.get("maximum")
+    step = 1 if integral else 1e-9
+    if "exclusiveMinimum" in schema:
+        value = schema["exclusiveMinimum"]
+        low = max(low, value + step) if low is not None else value + step
+    if "exclusiveMaximum" in schema:
+        value = schema["exclusiveMaximum"]
+        high = min(high, value - step) if high is not None else value - step
+    for bound in (low, high):
+        if bound is not None and not (isinstance(bound, int | float) and math.isfinite(bound)):
+            _refuse(f"a bound of {bound!r}", where)
+    if integral:
+        return (None if low is None else math.ceil(low), None if high is None else math.floor(high))
+    return low, high
+
+
+def _int_bounds(low: float | None, high: float | None) -> tuple[int | None, int | None]:
+    return (None if low is None else math.ceil(low), None if high is None else math.floor(high))
+
+
+def _int_range(low: float | None, high: float | None) -> str:
+    """Integers in [low, high] (either side open), as digit patterns."""
+    lo = None if low is None else int(low)
+    hi = None if high is None else int(high)
+    parts = []
+    if lo is None or lo < 0:  # Negative side: "-" then magnitudes.
+        neg_hi = None if lo is None else -lo  # Largest magnitude.
+        neg_lo = 1 if hi is None or hi >= 0 else -hi
+        parts.append(f'"-" {_nat_range(neg_lo, neg_hi)}')
+    if hi is None or hi >= 0:
+        parts.append(_nat_range(max(lo or 0, 0), hi))
+    return _group(" | ".join(parts))
+
+
+def _nat_range(low: int, high: int | None) -> str:
+    """Natural numbers in [low, high], no leading zeros; high None means up to 16 digits."""
+    if high is None:
+        top = 10 ** max(len(str(low)), 1) - 1
+        tail = f"[1-9] [0-9]{{{len(str(low))},15}}"
+        return _group(f"{_nat_range(low, top)} | {tail}")
+    alternatives = []
+    for digits in range(len(str(low)), len(str(high)) + 1):
+        a = max(low, 10 ** (digits - 1) if digits > 1 else 0)
+        b = min(high, 10**digits - 1)
+        if a <= b:
+            alternatives += _same_length(str(a), str(b))
+    return _group(" | ".join(alternatives))
+
+
+def _same_length(a: str, b: str) -> list[str]:
+    """Patterns for the numbers from a to b, both written with the same number of digits."""
+    if not a:
+        return [""]
+    if a == "0" * len(a) and b == "9" * len(b):
+        return [f"[0-9]{{{len(a)}}}"]
+    if a[0] == b[0]:
+        return [f'"{a[0]}" {rest}'.strip() for rest in _same_length(a[1:], b[1:])]
+    out = [f'"{a[0]}" {rest}'.strip() for rest in _same_length(a[1:], "9" * (len(a) - 1))]
+    if int(b[0]) - int(a[0]) > 1:
+        middle = f"[{int(a[0]) + 1}-{int(b[0]) - 1}]"
+        out.append(f"{middle} [0-9]{{{len(a) - 1}}}" if len(a) > 1 else middle)
+    out += [f'"{b[0]}" {rest}'.strip() for rest in _same_length("0" * (len(b) - 1), b[1:])]
+    return out
+
+
+def _literal(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _group(expression: str) -> str:
+    return f"( {expression} )"
+
+
+def _only(schema: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = set(schema) - allowed - _ANNOTATIONS - {"$defs", "definitions"}
+    if extra:
+        _refuse(f"keyword {sorted(extra)[0]!r}", where)
+
+
+def _refuse(what: str, where: str) -> NoReturn:
+    raise UnsupportedOption(
+        f"JSON schema feature not supported: {what} at {where}", param="response_format"
+    )
