@@ -119,7 +119,10 @@ def test_unsupported_options_are_400(server: Server, model_paths: list[Path]) ->
         {
             "model": str(model_paths[0]),
             "messages": [{"role": "user", "content": "hi"}],
-            "response_format": {"type": "json_object"},
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "^a$"}},
+            },
         },
     )
     assert response.status_code == 400

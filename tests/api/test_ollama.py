@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,3 +178,16 @@ def test_bad_inputs_answer_4xx_in_ollama_shape(
 def test_version_and_root(server: Server) -> None:
     assert httpx.get(f"{server.base_url}/api/version").json()["version"]
     assert httpx.head(f"{server.base_url}/").status_code == 200
+
+
+def test_format_json_and_schema_are_enforced(
+    client: ollama.Client, model_paths: list[Path]
+) -> None:
+    model = str(model_paths[0])
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    answer = client.chat(model, messages=[{"role": "user", "content": "ok?"}], format=schema,
+                         options={"num_predict": 200})  # fmt: skip
+    assert answer.message.content is not None
+    assert isinstance(json.loads(answer.message.content)["ok"], bool)
+    generated = client.generate(model, "{", format="json", options={"num_predict": 300})
+    assert isinstance(json.loads(generated.response), dict)

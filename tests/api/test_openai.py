@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import openai
 import pytest
@@ -145,3 +147,40 @@ def test_embeddings_through_the_openai_client(server: Server, model_paths: list[
     assert not np.allclose(vectors[0], vectors[1], atol=1e-2)
     assert np.allclose(plain.data[0].embedding, vectors[0], atol=1e-3)
     assert packed.usage.prompt_tokens == 3 * plain.usage.prompt_tokens
+
+
+def test_structured_outputs_follow_the_schema(server: Server, model_paths: list[Path]) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 8},
+            "age": {"type": "integer", "minimum": 0, "maximum": 120},
+            "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3},
+        },
+        "required": ["name", "age"],
+    }
+    client = server.openai()
+    for stream in (False, True):
+        kwargs = {
+            "model": str(model_paths[0]),
+            "messages": [{"role": "user", "content": "Describe a person as JSON."}],
+            "max_tokens": 400,
+            "temperature": 0.7,
+            "seed": 3,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "p", "schema": schema},
+            },
+        }
+        if stream:
+            chunks = client.chat.completions.create(stream=True, **kwargs)  # type: ignore[call-overload]
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            reply = client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
+            text = reply.choices[0].message.content
+        jsonschema.validate(json.loads(text), schema)
+    reply = client.completions.create(
+        model=str(model_paths[1]), prompt="{", max_tokens=300, temperature=0,
+        extra_body={"response_format": {"type": "json_object"}},
+    )  # fmt: skip
+    assert isinstance(json.loads(reply.choices[0].text), dict)

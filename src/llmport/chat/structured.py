@@ -49,6 +49,17 @@ array ::= "[" ws ( value ( "," ws value ){0,63} )? ws "]"
 JSON_OBJECT_GRAMMAR = "root ::= object\n" + _BASE_RULES
 
 
+def response_grammar(kind: str, schema: Any = None) -> str | None:
+    """The grammar for an OpenAI ``response_format`` type or an Ollama ``format``."""
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return JSON_OBJECT_GRAMMAR
+    if kind == "json_schema":
+        return json_schema_grammar(schema)
+    raise UnsupportedOption(f"response_format type {kind!r} is not known", param="response_format")
+
+
 def json_schema_grammar(schema: Any) -> str:
     """The GBNF grammar of ``schema``; UnsupportedOption for what it cannot express."""
     if not isinstance(schema, dict):

@@ -7,7 +7,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from llmport.errors import InvalidParameter, UnsupportedOption
+from llmport.chat.structured import response_grammar
+from llmport.errors import InvalidParameter
 from llmport.types import Output, SamplingParams, Timings
 
 logger = logging.getLogger(__name__)
@@ -105,12 +106,15 @@ def check_num_ctx(options: dict[str, Any] | None, max_model_len: int) -> None:
         )
 
 
-def check_format(value: str | dict[str, Any] | None) -> None:
-    if value not in (None, ""):
-        raise UnsupportedOption(
-            "format (JSON output) is not supported yet: it needs constrained decoding",
-            param="format",
-        )
+def format_grammar(value: str | dict[str, Any] | None) -> str | None:
+    """Ollama's ``format``: ``"json"`` or a JSON schema, enforced by a grammar."""
+    if value in (None, ""):
+        return None
+    if value == "json":
+        return response_grammar("json_object")
+    if isinstance(value, dict):
+        return response_grammar("json_schema", value)
+    raise InvalidParameter(f'format must be "json" or a JSON schema, not {value!r}', param="format")
 
 
 def now_iso() -> str:

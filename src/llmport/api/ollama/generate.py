@@ -32,12 +32,12 @@ NDJSON = "application/x-ndjson"
 async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | StreamingResponse:
     if body.images:
         raise UnsupportedOption("images are not supported (text models only)", param="images")
-    convert.check_format(body.format)
     if not body.prompt:
         return await _load_or_unload(request, body.model, body.keep_alive, "response")
     record = _record(request, body.model)
     convert.check_num_ctx(body.options, _trained_context(record))
     params = convert.to_sampling_params(body.options, record.parameters)
+    params.grammar = convert.format_grammar(body.format)
     generation = GenerationRequest(
         request_id=f"gen-{uuid.uuid4().hex}",
         model=body.model,
@@ -60,7 +60,6 @@ async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | 
 
 @router.post("/api/chat", response_model=None)
 async def chat(body: p.ChatRequest, request: Request) -> JSONResponse | StreamingResponse:
-    convert.check_format(body.format)
     if not body.messages:
         return await _load_or_unload(request, body.model, body.keep_alive, "message")
     if any(m.images for m in body.messages):
@@ -71,10 +70,12 @@ async def chat(body: p.ChatRequest, request: Request) -> JSONResponse | Streamin
     if record.system and not any(m["role"] == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": record.system})
     preset = [{"role": role, "content": content} for role, content in record.messages]
+    params = convert.to_sampling_params(body.options, record.parameters)
+    params.grammar = convert.format_grammar(body.format)
     generation = GenerationRequest(
         request_id=f"chat-{uuid.uuid4().hex}",
         model=body.model,
-        params=convert.to_sampling_params(body.options, record.parameters),
+        params=params,
         messages=preset + messages,
         tools=body.tools,
         keep_alive=parse_keep_alive(body.keep_alive),

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from llmport.api.openai import protocol as p
+from llmport.chat.structured import response_grammar
 from llmport.errors import InvalidParameter, UnsupportedOption
 from llmport.manager.keep_alive import parse_keep_alive
 from llmport.types import GenerationRequest, Output, SamplingParams, TokenLogprob
@@ -37,7 +38,21 @@ def to_sampling_params(
         logit_bias=_logit_bias(body.logit_bias),
         logprobs=logprobs,
         include_stop_str_in_output=body.include_stop_str_in_output,
+        grammar=_grammar(body.response_format),
     )
+
+
+def _grammar(response_format: dict[str, Any] | None) -> str | None:
+    """``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"schema"}}``."""
+    if not response_format:
+        return None
+    kind = response_format.get("type", "text")
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    if kind == "json_schema" and schema is None:
+        raise InvalidParameter(
+            "response_format json_schema needs json_schema.schema", param="response_format"
+        )
+    return response_grammar(str(kind), schema)
 
 
 def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
@@ -126,12 +141,6 @@ def to_chat_request(body: p.ChatCompletionRequest) -> GenerationRequest:
 
 
 def _check_chat_options(body: p.ChatCompletionRequest) -> None:
-    kind = (body.response_format or {}).get("type", "text")
-    if kind != "text":
-        raise UnsupportedOption(
-            f"response_format {kind!r} is not supported yet (structured outputs are planned)",
-            param="response_format",
-        )
     choice = body.tool_choice
     if choice is not None and choice not in ("auto", "none"):
         raise UnsupportedOption(

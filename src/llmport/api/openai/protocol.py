@@ -45,6 +45,7 @@ class SamplingFields(BaseModel):
     include_stop_str_in_output: bool = False
     # Ollama's extra: how long the model stays loaded afterwards.
     keep_alive: str | float | None = None
+    response_format: dict[str, Any] | None = None
 
 
 class CompletionRequest(SamplingFields):
@@ -71,7 +72,6 @@ class ChatCompletionRequest(SamplingFields):
     top_logprobs: int | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
-    response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     add_generation_prompt: bool = True
