@@ -46,6 +46,10 @@ class TokenFilter(Protocol):
 
     def allows(self, token_id: int) -> bool: ...
 
+    def best_allowed(self, row: FloatMatrix, token_ids: npt.NDArray[np.intp]) -> int | None:
+        """The highest-logit allowed token among ``token_ids``, or None."""
+        ...
+
     def mask(self, row: FloatMatrix) -> None:
         """Set the logits of every disallowed token to -inf, in place."""
         ...

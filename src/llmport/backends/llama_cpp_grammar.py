@@ -37,6 +37,17 @@ class LlamaGrammar:
         self._apply(self._one)
         return bool(np.isfinite(self._one[0]["logit"]))
 
+    def best_allowed(self, row: FloatMatrix, token_ids: np.ndarray) -> int | None:
+        """The highest-logit token among ``token_ids`` the grammar allows, if any."""
+        few = np.zeros(len(token_ids), dtype=_TOKEN_DATA)
+        few["id"] = token_ids
+        few["logit"] = row[token_ids]
+        self._apply(few)
+        allowed = np.isfinite(few["logit"])
+        if not allowed.any():
+            return None
+        return int(few["id"][allowed][np.argmax(few["logit"][allowed])])
+
     def mask(self, row: FloatMatrix) -> None:
         """Set every token the grammar rejects to -inf in ``row`` (in place)."""
         self._all["logit"] = row

@@ -11,9 +11,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from llmport.backends.base import FloatMatrix
+from llmport.backends.base import FloatMatrix, TokenFilter
 from llmport.engine.sequence import Sequence
 from llmport.types import SamplingParams
+
+#: Top logits a greedy constrained row tries before masking the whole vocabulary.
+GRAMMAR_SHORTLIST = 64
 
 
 class SampleSite(NamedTuple):
@@ -47,18 +50,34 @@ def sample(logits: FloatMatrix, sites: list[SampleSite]) -> list[int]:
 def _sample_one(logits: FloatMatrix, site: SampleSite) -> int:
     grammar = site.seq.grammar
     row = logits[site.row]
-    if site.seq.sampler is not None:
-        if grammar is not None:
+    sampler = site.seq.sampler
+    if sampler is not None:
+        token_id = sampler.sample(site.batch_index)
+        if grammar is not None and not grammar.allows(token_id):
+            # Masking the whole vocabulary costs milliseconds: only when the pick breaks
+            # the grammar. (The chain saw the refused token too: penalties count it.)
             grammar.mask(row)  # The chain reads this same buffer.
-        token_id = site.seq.sampler.sample(site.batch_index)
+            token_id = sampler.sample(site.batch_index)
     else:
         token_id = int(np.argmax(row))
         if grammar is not None and not grammar.allows(token_id):
-            grammar.mask(row)  # Only when the model's own pick is refused: rare, costly.
-            token_id = int(np.argmax(row))
+            token_id = _best_allowed_greedy(row, grammar)
     if grammar is not None:
         grammar.accept(token_id)
     return token_id
+
+
+def _best_allowed_greedy(row: FloatMatrix, grammar: TokenFilter) -> int:
+    """The allowed token with the highest logit. The best allowed among the top
+    ``GRAMMAR_SHORTLIST`` logits is the best allowed overall, so the whole vocabulary is
+    masked only when none of those is allowed."""
+    size = min(GRAMMAR_SHORTLIST, len(row))
+    shortlist = np.argpartition(row, -size)[-size:]
+    best = grammar.best_allowed(row, shortlist)
+    if best is not None:
+        return best
+    grammar.mask(row)
+    return int(np.argmax(row))
 
 
 def _add_bias(row: np.ndarray, bias: dict[int, float]) -> None:
