@@ -306,3 +306,16 @@ def test_penalties_run_in_the_llama_cpp_chain_and_stop_repeats(
     assert len(set(outputs["plain"])) < 40  # The tiny model repeats itself when greedy...
     assert len(set(outputs["strict"])) == 40  # ...and the penalties forbid it.
     engine.close()
+
+
+def test_n_choices_prefill_the_prompt_once(tiny_model_path: Path) -> None:
+    engine = make_engine(tiny_model_path, max_num_batched_tokens=128)
+    prompt = [(7 * i) % 250 for i in range(500)]
+    engine.add_request(request("n4", prompt, n=4, max_tokens=5, temperature=0.8, seed=1))
+    outputs = run_all(engine)["n4"]
+    usages = {o.index: o.usage for o in outputs if o.usage is not None}
+    assert sorted(usages) == [0, 1, 2, 3]
+    assert usages[0] is not None and usages[0].cached_tokens == 0
+    for index in (1, 2, 3):
+        assert usages[index] is not None and usages[index].cached_tokens == 499
+    engine.close()

@@ -75,8 +75,12 @@ class Scheduler:
             chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_tokens))
             budget -= num_tokens
             planned_cells += num_tokens
+        deferred: list[Sequence] = []
         while self._can_admit_more(budget):
             seq = self.waiting[0]
+            if self._has_prefilling_sibling(seq):
+                deferred.append(self.waiting.popleft())
+                continue
             if not self._admit(seq, planned_cells):
                 break
             self.waiting.popleft()
@@ -86,7 +90,16 @@ class Scheduler:
             chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_tokens))
             budget -= num_tokens
             planned_cells += num_tokens
+        self.waiting.extendleft(reversed(deferred))
         return chunks
+
+    def _has_prefilling_sibling(self, seq: Sequence) -> bool:
+        """Choices of one request (n > 1) wait for the first one's prefill, then share
+        its prompt KV through the prefix cache instead of prefilling it n times."""
+        return any(
+            s.request_id == seq.request_id and s.num_computed_tokens < s.num_prompt_tokens
+            for s in self.running
+        )
 
     def _can_admit_more(self, budget: int) -> bool:
         # A step that had to preempt admits nothing: it would thrash.
