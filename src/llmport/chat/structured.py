@@ -62,18 +62,36 @@ def response_grammar(kind: str, schema: Any = None) -> str | None:
 
 def json_schema_grammar(schema: Any) -> str:
     """The GBNF grammar of ``schema``; UnsupportedOption for what it cannot express."""
-    if not isinstance(schema, dict):
-        raise UnsupportedOption("the JSON schema must be an object", param="response_format")
-    converter = _Converter(schema)
-    root = converter.visit(schema, "#")
-    return f"root ::= {root}\n" + "".join(converter.rules) + _BASE_RULES
+    builder = GrammarBuilder()
+    return builder.render(builder.schema(schema, "#"))
 
 
-class _Converter:
-    def __init__(self, schema: dict[str, Any]) -> None:
-        self.defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+class GrammarBuilder:
+    """Builds one grammar from one or more schemas (tool calls put several in one).
+
+    ``python=True`` writes booleans and null as Python does (pythonic tool calls).
+    """
+
+    def __init__(self, python: bool = False) -> None:
+        self.defs: dict[str, Any] = {}
         self.rules: list[str] = []
         self.ref_rules: dict[str, str] = {}
+        self.python = python
+
+    def render(self, root: str) -> str:
+        base = _BASE_RULES
+        if self.python:
+            base = base.replace('"true" | "false"', '"True" | "False"').replace(
+                'null ::= "null"', 'null ::= "None"'
+            )
+        return f"root ::= {root}\n" + "".join(self.rules) + base
+
+    def schema(self, schema: Any, where: str) -> str:
+        """The expression for a top-level schema (its $defs become this grammar's)."""
+        if not isinstance(schema, dict):
+            _refuse("a schema that is not an object", where)
+        self.defs.update({**schema.get("definitions", {}), **schema.get("$defs", {})})
+        return self.visit(schema, where)
 
     def visit(self, schema: Any, where: str) -> str:
         """A GBNF expression for ``schema`` (found at JSON pointer ``where``)."""
@@ -114,12 +132,18 @@ class _Converter:
                 return name
         _refuse(f"$ref {ref!r} (only #/$defs/... and #/definitions/...)", where)
 
+    def literal(self, value: Any) -> str:
+        """A JSON (or Python, for pythonic grammars) literal."""
+        if self.python and (value is None or isinstance(value, bool)):
+            return _literal(repr(value))
+        return _literal(json.dumps(value, ensure_ascii=False))
+
     def _literals(self, schema: dict[str, Any], where: str) -> str:
         _only(schema, {"enum", "const", "type"}, where)
         values = schema["enum"] if "enum" in schema else [schema["const"]]
         if not values:
             _refuse("an empty enum", where)
-        return _group(" | ".join(_literal(json.dumps(v, ensure_ascii=False)) for v in values))
+        return _group(" | ".join(self.literal(v) for v in values))
 
     def _object(self, schema: dict[str, Any], where: str) -> str:
         properties: dict[str, Any] = schema.get("properties", {})

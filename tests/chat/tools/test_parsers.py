@@ -1,0 +1,124 @@
+"""Each parser turns its format into the exact calls, whole or streamed in any pieces, and
+its grammar makes even a random model write calls that parse."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from llmport.backends.llama_cpp import LlamaCppBackend
+from llmport.chat.tools import PARSERS, tool_parser
+from llmport.chat.tools.base import Parsed
+from llmport.config import EngineConfig
+from llmport.engine.core import EngineCore
+from llmport.types import Request, SamplingParams
+
+WEATHER = {"city": "Paris", "days": 3, "units": None, "alerts": True, "tags": ["a", "é"]}
+TIME: dict[str, Any] = {}
+MODEL_TEXT = {
+    "hermes": (
+        'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": '
+        + json.dumps(WEATHER)
+        + '}\n</tool_call>\n<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>'
+    ),
+    "llama3_json": (
+        '<|python_tag|>{"name": "get_weather", "parameters": '
+        + json.dumps(WEATHER)
+        + '}; {"name": "now", "parameters": {}}'
+    ),
+    "mistral": (
+        "Let me check.[TOOL_CALLS]"
+        + json.dumps(
+            [{"name": "get_weather", "arguments": WEATHER}, {"name": "now", "arguments": {}}]
+        )
+    ),
+    "pythonic": (
+        '[get_weather(city="Paris", days=3, units=None, alerts=True, tags=["a", "é"]), now()]'
+    ),
+}
+CONTENT = {"hermes": "Let me check.", "llama3_json": "", "mistral": "Let me check.",
+           "pythonic": ""}  # fmt: skip
+TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 12},
+            "days": {"type": "integer", "minimum": 1, "maximum": 7},
+            "alerts": {"type": "boolean"},
+        },
+        "required": ["city", "days"]}}},
+    {"type": "function", "function": {"name": "now", "parameters": {
+        "type": "object", "properties": {}}}},
+]  # fmt: skip
+
+
+def expected_calls() -> list[tuple[str, dict[str, Any]]]:
+    return [("get_weather", WEATHER), ("now", TIME)]
+
+
+def as_pairs(parsed: Parsed) -> list[tuple[str, dict[str, Any]]]:
+    return [(c.name, json.loads(c.arguments)) for c in parsed.calls]
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_whole_answers_parse_into_the_exact_calls(name: str) -> None:
+    parsed = tool_parser(name).parse(MODEL_TEXT[name])
+    assert parsed.content == CONTENT[name]
+    assert as_pairs(parsed) == expected_calls()
+    assert all(c.id.startswith("call_") for c in parsed.calls)
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+@pytest.mark.parametrize("seed", range(5))
+def test_streamed_answers_give_the_same_calls_in_any_pieces(name: str, seed: int) -> None:
+    rng = random.Random(seed)
+    text = MODEL_TEXT[name]
+    parser = tool_parser(name)
+    shown, position = "", 0
+    while position < len(text):
+        size = rng.randint(1, 7)
+        shown += parser.feed(text[position : position + size])
+        position += size
+    final = parser.finish()
+    assert shown + final.content == CONTENT[name]
+    assert "<tool" not in shown and "[TOOL" not in shown
+    assert as_pairs(final) == expected_calls()
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_plain_answers_are_all_content(name: str) -> None:
+    text = "The weather is fine [citation] {maybe} <b>."
+    parser = tool_parser(name)
+    assert parser.parse(text) == Parsed(text, [])
+    shown = "".join(parser.feed(text[i : i + 3]) for i in range(0, len(text), 3))
+    assert shown + parser.finish().content == text
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+@pytest.mark.parametrize("forced", [None, "get_weather"])
+def test_the_grammar_makes_a_random_model_call_tools_that_parse(
+    tiny_model_path: Path, name: str, forced: str | None
+) -> None:
+    grammar = tool_parser(name).call_grammar(TOOLS, forced)
+    config = EngineConfig(max_num_seqs=8, max_num_kv_tokens=4096)
+    engine = EngineCore(LlamaCppBackend(tiny_model_path, config), config)
+    for i in range(8):
+        params = SamplingParams(max_tokens=600, grammar=grammar, temperature=1.0, seed=i)
+        engine.add_request(Request(request_id=str(i), prompt=f"call {i}", params=params))
+    texts: dict[str, str] = {}
+    while engine.has_unfinished_requests:
+        for output in engine.step():
+            texts[output.request_id] = texts.get(output.request_id, "") + output.text
+    engine.close()
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+    for text in texts.values():
+        parsed = tool_parser(name).parse(text)
+        assert parsed.calls, (name, text)
+        for call in parsed.calls:
+            assert forced is None or call.name == forced
+            jsonschema.validate(json.loads(call.arguments), schemas[call.name])
