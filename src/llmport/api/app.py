@@ -29,6 +29,7 @@ def create_app(
     *,
     api_key: str | None = None,
     preload: dict[str, float | None] | None = None,
+    tool_call_parser: str = "hermes",
 ) -> FastAPI:
     """The app owns ``manager`` from start-up to shutdown (it closes it on exit).
 
@@ -47,7 +48,9 @@ def create_app(
 
     app = FastAPI(title="llmport", version=__version__, lifespan=lifespan)
     library = Library(manager.catalog.cache_dir)
-    app.state.llmport = AppState(manager=manager, metrics=Metrics(), library=library)
+    app.state.llmport = AppState(
+        manager=manager, metrics=Metrics(), library=library, tool_call_parser=tool_call_parser
+    )
     install_error_handlers(app)
     app.add_exception_handler(ClientGone, _client_gone)
     if api_key:

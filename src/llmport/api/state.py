@@ -16,6 +16,8 @@ class AppState:
     manager: ModelManager
     metrics: Metrics
     library: Library
+    #: The format tool calls are parsed from (``--tool-call-parser``).
+    tool_call_parser: str = "hermes"
 
 
 def app_state(request: Request) -> AppState:

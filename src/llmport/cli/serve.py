@@ -137,6 +137,11 @@ def _run(
     llmport_logger.setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
     manager = ModelManager(manager_settings, engine, Catalog(default_cache_dir(), aliases))
-    app = create_app(manager, api_key=server.api_key, preload=preload)
+    app = create_app(
+        manager,
+        api_key=server.api_key,
+        preload=preload,
+        tool_call_parser=server.tool_call_parser or "hermes",
+    )
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])

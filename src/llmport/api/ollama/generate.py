@@ -19,6 +19,8 @@ from llmport.api.serving import Delta
 from llmport.api.state import app_state
 from llmport.api.streaming import until_disconnect
 from llmport.chat.templates import render_go_prompt
+from llmport.chat.tools import ToolCall, ToolParser, tool_parser
+from llmport.chat.tools.base import Parsed
 from llmport.errors import InvalidParameter, LlmportError, ModelNotFound, UnsupportedOption
 from llmport.manager.keep_alive import parse_keep_alive
 from llmport.store.registry import ModelRecord
@@ -80,7 +82,8 @@ async def chat(body: p.ChatRequest, request: Request) -> JSONResponse | Streamin
         tools=body.tools,
         keep_alive=parse_keep_alive(body.keep_alive),
     )
-    return await _respond(request, body.model, generation, "message", body.stream, None)
+    parser = tool_parser(app_state(request).tool_call_parser) if body.tools else None
+    return await _respond(request, body.model, generation, "message", body.stream, None, parser)
 
 
 @router.post("/api/embed")
@@ -144,25 +147,36 @@ async def _respond(
     kind: str,
     stream: bool,
     context: list[int] | None,
+    parser: ToolParser | None = None,
 ) -> JSONResponse | StreamingResponse:
     started = time.monotonic()
     deltas = await serving.start(request, [generation])
+    final = _Final(name, kind, started, context)
     if not stream:
-        final = _Final(name, kind, started, context)
         await until_disconnect(request, serving.consume(deltas, final.add))
-        return JSONResponse(final.object(final.text))
-    return StreamingResponse(
-        _lines(deltas, _Final(name, kind, started, context)), media_type=NDJSON
-    )
+        if parser is None:
+            return JSONResponse(final.object(final.text))
+        return JSONResponse(final.object_with_calls(parser.parse(final.text)))
+    return StreamingResponse(_lines(deltas, final, parser), media_type=NDJSON)
 
 
-async def _lines(deltas: AsyncIterator[serving.Tagged], final: _Final) -> AsyncIterator[bytes]:
+async def _lines(
+    deltas: AsyncIterator[serving.Tagged], final: _Final, parser: ToolParser | None
+) -> AsyncIterator[bytes]:
     try:
         async for index, delta in deltas:
             final.add(index, delta)
-            if delta.output.text:
-                yield _line(final.chunk(delta.output.text))
-        yield _line(final.object(""))
+            text = delta.output.text if parser is None else parser.feed(delta.output.text)
+            if text:
+                yield _line(final.chunk(text))
+        if parser is None:
+            yield _line(final.object(""))
+        else:
+            rest = parser.finish()
+            if rest.calls:  # Ollama sends the calls in a chunk of their own.
+                yield _line(final.chunk(rest.content, _ollama_calls(rest.calls)))
+                rest.content = ""
+            yield _line(final.object(rest.content))
     except LlmportError as error:
         yield _line({"error": error.message})
     finally:
@@ -194,12 +208,19 @@ class _Final:
         self.text += out.text
         self.last = out
 
-    def chunk(self, text: str) -> dict[str, Any]:
+    def chunk(self, text: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.name, "created_at": convert.now_iso()}
-        body[self.kind] = (
-            text if self.kind == "response" else {"role": "assistant", "content": text}
-        )
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = calls
+        body[self.kind] = text if self.kind == "response" else message
         body["done"] = False
+        return body
+
+    def object_with_calls(self, parsed: Parsed) -> dict[str, Any]:
+        body = self.object(parsed.content)
+        if parsed.calls:
+            body["message"]["tool_calls"] = _ollama_calls(parsed.calls)
         return body
 
     def object(self, text: str) -> dict[str, Any]:
@@ -210,6 +231,11 @@ class _Final:
         if self.context is not None:
             body["context"] = self.context + self.token_ids
         return body
+
+
+def _ollama_calls(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    """Ollama's shape: arguments as an object, no ids."""
+    return [{"function": {"name": c.name, "arguments": json.loads(c.arguments)}} for c in calls]
 
 
 async def _embed_all(

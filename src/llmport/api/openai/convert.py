@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 
 from llmport.api.openai import protocol as p
 from llmport.chat.structured import response_grammar
+from llmport.chat.tools import ToolCall, ToolParser, tool_choice_grammar, tool_parser
 from llmport.errors import InvalidParameter, UnsupportedOption
 from llmport.manager.keep_alive import parse_keep_alive
 from llmport.types import GenerationRequest, Output, SamplingParams, TokenLogprob
@@ -123,13 +125,25 @@ def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str 
     return [item for item in prompt if isinstance(item, str | list)]
 
 
-def to_chat_request(body: p.ChatCompletionRequest) -> GenerationRequest:
-    _check_chat_options(body)
+def to_chat_request(
+    body: p.ChatCompletionRequest, parser_name: str
+) -> tuple[GenerationRequest, ToolParser | None]:
+    """The engine request, and the tool-call parser its answer goes through (if any)."""
     num_top = body.top_logprobs or 0
     params = to_sampling_params(
         body, body.max_completion_tokens or body.max_tokens, num_top if body.logprobs else None
     )
-    return GenerationRequest(
+    parser = None
+    if body.tools and body.tool_choice != "none":
+        parser = tool_parser(parser_name)
+        forced = tool_choice_grammar(parser, body.tools, body.tool_choice)
+        if forced is not None and params.grammar is not None:
+            raise InvalidParameter(
+                "tool_choice that forces a call and response_format cannot be combined",
+                param="tool_choice",
+            )
+        params.grammar = forced or params.grammar
+    request = GenerationRequest(
         request_id=f"chatcmpl-{uuid.uuid4().hex}",
         model=body.model,
         params=params,
@@ -138,21 +152,22 @@ def to_chat_request(body: p.ChatCompletionRequest) -> GenerationRequest:
         add_generation_prompt=body.add_generation_prompt,
         keep_alive=parse_keep_alive(body.keep_alive),
     )
-
-
-def _check_chat_options(body: p.ChatCompletionRequest) -> None:
-    choice = body.tool_choice
-    if choice is not None and choice not in ("auto", "none"):
-        raise UnsupportedOption(
-            "tool_choice 'required' or a named function needs constrained decoding, which "
-            "is not supported yet; use 'auto' or 'none'",
-            param="tool_choice",
-        )
+    return request, parser
 
 
 def to_message(message: p.ChatMessage) -> dict[str, Any]:
     """A template-ready message: content parts joined into text."""
     out = message.model_dump(exclude_none=True)
+    for call in out.get("tool_calls", []):
+        # Templates expect arguments as an object; OpenAI sends a JSON string.
+        function = call.get("function", {})
+        if isinstance(function.get("arguments"), str):
+            try:
+                function["arguments"] = json.loads(function["arguments"])
+            except ValueError:
+                raise InvalidParameter(
+                    "tool_calls arguments must be a JSON object", param="messages"
+                ) from None
     content = message.content
     if isinstance(content, list):
         texts = []
@@ -235,3 +250,20 @@ def chat_logprobs(logprobs: list[TokenLogprob]) -> p.ChoiceLogprobs:
             for item in logprobs
         ]
     )
+
+
+def openai_tool_calls(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
+    ]
+
+
+def tool_call_deltas(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    """As OpenAI streams a call: id and name first, then the arguments."""
+    deltas = []
+    for index, call in enumerate(calls):
+        deltas.append({"index": index, "id": call.id, "type": "function",
+                       "function": {"name": call.name, "arguments": ""}})  # fmt: skip
+        deltas.append({"index": index, "function": {"arguments": call.arguments}})
+    return deltas

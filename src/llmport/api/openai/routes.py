@@ -19,6 +19,7 @@ from llmport.api import serving
 from llmport.api.errors import error_body
 from llmport.api.openai import convert
 from llmport.api.openai import protocol as p
+from llmport.api.openai.chat_builder import ChatBuilder
 from llmport.api.serving import Delta
 from llmport.api.state import app_state
 from llmport.api.streaming import DONE, sse, until_disconnect
@@ -60,9 +61,10 @@ async def create_completion(
 async def create_chat_completion(
     body: p.ChatCompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
-    generation = convert.to_chat_request(body)
+    parser_name = app_state(request).tool_call_parser
+    generation, parser = convert.to_chat_request(body, parser_name)
     stream = await serving.start(request, [generation])
-    builder = _ChatBuilder(body, generation.request_id)
+    builder = ChatBuilder(body, generation.request_id, parser_name if parser else None)
     if body.stream:
         return _event_stream(stream, builder.chunks, builder.usage_chunk, body)
     await until_disconnect(request, serving.consume(stream, builder.add))
@@ -99,6 +101,7 @@ async def tokenize(body: p.TokenizeRequest, request: Request) -> p.TokenizeRespo
                 model=body.model,
                 params=SamplingParams(),
                 messages=[convert.to_message(m) for m in body.messages],
+                tools=body.tools,
                 add_generation_prompt=body.add_generation_prompt,
             )
             ids = await model.engine.tokenize(serving.render_prompt(model, generation), False)
@@ -207,71 +210,3 @@ class _CompletionBuilder:
         return p.CompletionResponse(
             id=self.id, created=self.created, model=self.body.model, choices=choices, usage=usage
         )
-
-
-class _ChatBuilder:
-    def __init__(self, body: p.ChatCompletionRequest, request_id: str) -> None:
-        self.body = body
-        self.id = request_id
-        self.created = int(time.time())
-        self.choices: dict[int, convert.Choice] = {}
-        self.totals = convert.Totals()
-
-    def add(self, _: int, delta: Delta) -> None:
-        out = delta.output
-        choice = self.choices.setdefault(out.index, convert.Choice())
-        choice.text += out.text
-        choice.logprobs += out.logprobs or []
-        choice.finish_reason = convert.finish_reason(out)
-        self.totals.add(out.usage, out.index)
-
-    def response(self) -> p.ChatCompletionResponse:
-        choices = [
-            p.ChatChoice(
-                index=index,
-                message=p.AssistantMessage(content=choice.text),
-                logprobs=convert.chat_logprobs(choice.logprobs) if self.body.logprobs else None,
-                finish_reason=choice.finish_reason,
-            )
-            for index, choice in sorted(self.choices.items())
-        ]
-        return p.ChatCompletionResponse(
-            id=self.id, model=self.body.model, choices=choices, usage=self.totals.usage()
-        )
-
-    def chunks(self, _: int, delta: Delta) -> list[str]:
-        out = delta.output
-        self.totals.add(out.usage, out.index)
-        chunks = []
-        if out.index not in self.choices:
-            self.choices[out.index] = convert.Choice()
-            role = p.ChatChunkChoice(
-                index=out.index, delta=p.DeltaMessage(role="assistant", content="")
-            )
-            chunks.append(self._chunk(role))
-        if out.text or out.finish_reason is not None:
-            logprobs = None
-            if self.body.logprobs and out.logprobs:
-                logprobs = convert.chat_logprobs(out.logprobs)
-            choice = p.ChatChunkChoice(
-                index=out.index,
-                delta=p.DeltaMessage(content=out.text) if out.text else p.DeltaMessage(),
-                logprobs=logprobs,
-                finish_reason=convert.finish_reason(out),
-            )
-            chunks.append(self._chunk(choice))
-        return chunks
-
-    def _chunk(self, choice: p.ChatChunkChoice) -> str:
-        return p.ChatCompletionChunk(
-            id=self.id, created=self.created, model=self.body.model, choices=[choice]
-        ).model_dump_json()
-
-    def usage_chunk(self) -> str:
-        return p.ChatCompletionChunk(
-            id=self.id,
-            created=self.created,
-            model=self.body.model,
-            choices=[],
-            usage=self.totals.usage(),
-        ).model_dump_json()

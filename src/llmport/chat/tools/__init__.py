@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmport.chat.tools.base import ToolCall, ToolParser
 from llmport.chat.tools.hermes import HermesParser
 from llmport.chat.tools.llama3_json import Llama3JsonParser
 from llmport.chat.tools.mistral import MistralParser
 from llmport.chat.tools.pythonic import PythonicParser
-from llmport.errors import UnsupportedOption
+from llmport.errors import InvalidParameter, UnsupportedOption
 
 PARSERS: dict[str, type[ToolParser]] = {
     "hermes": HermesParser,
@@ -26,4 +28,28 @@ def tool_parser(name: str) -> ToolParser:
         ) from None
 
 
-__all__ = ["PARSERS", "ToolCall", "ToolParser", "tool_parser"]
+def tool_choice_grammar(
+    parser: ToolParser, tools: list[dict[str, Any]], choice: str | dict[str, Any] | None
+) -> str | None:
+    """OpenAI's ``tool_choice``: ``required`` or a named function forces calls by grammar;
+    ``auto``/``none``/unset leave the model free."""
+    if choice in (None, "auto", "none"):
+        return None
+    names = [t.get("function", t).get("name") for t in tools]
+    if choice == "required":
+        return parser.call_grammar(tools, None)
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        if name not in names:
+            raise InvalidParameter(
+                f"tool_choice names {name!r}, which is not among the tools {names}",
+                param="tool_choice",
+            )
+        return parser.call_grammar(tools, name)
+    raise InvalidParameter(
+        f"tool_choice must be auto, none, required or a function, not {choice!r}",
+        param="tool_choice",
+    )
+
+
+__all__ = ["PARSERS", "ToolCall", "ToolParser", "tool_choice_grammar", "tool_parser"]

@@ -1,0 +1,115 @@
+"""Chat deltas into OpenAI's chat objects: whole responses and stream chunks, with tool
+calls parsed out of the text when the request offered tools."""
+
+from __future__ import annotations
+
+import time
+
+from llmport.api.openai import convert
+from llmport.api.openai import protocol as p
+from llmport.api.serving import Delta
+from llmport.chat.tools import ToolParser, tool_parser
+
+
+class ChatBuilder:
+    """One chat answer (``n`` choices). ``parser_name`` set: tool calls are parsed."""
+
+    def __init__(self, body: p.ChatCompletionRequest, request_id: str, parser_name: str | None):
+        self.body = body
+        self.id = request_id
+        self.created = int(time.time())
+        self.choices: dict[int, convert.Choice] = {}
+        self.totals = convert.Totals()
+        self.parser_name = parser_name
+        self.parsers: dict[int, ToolParser] = {}
+
+    def _parser(self, index: int) -> ToolParser | None:
+        if self.parser_name is None:
+            return None
+        if index not in self.parsers:
+            self.parsers[index] = tool_parser(self.parser_name)
+        return self.parsers[index]
+
+    # -- whole responses -------------------------------------------------------------
+
+    def add(self, _: int, delta: Delta) -> None:
+        out = delta.output
+        choice = self.choices.setdefault(out.index, convert.Choice())
+        choice.text += out.text
+        choice.logprobs += out.logprobs or []
+        choice.finish_reason = convert.finish_reason(out)
+        self.totals.add(out.usage, out.index)
+
+    def response(self) -> p.ChatCompletionResponse:
+        choices = []
+        for index, choice in sorted(self.choices.items()):
+            message = p.AssistantMessage(content=choice.text)
+            reason = choice.finish_reason
+            parser = self._parser(index)
+            if parser is not None:
+                parsed = parser.parse(choice.text)
+                if parsed.calls:
+                    message = p.AssistantMessage(
+                        content=parsed.content or None,
+                        tool_calls=convert.openai_tool_calls(parsed.calls),
+                    )
+                    reason = "tool_calls"
+            choices.append(
+                p.ChatChoice(
+                    index=index,
+                    message=message,
+                    logprobs=convert.chat_logprobs(choice.logprobs) if self.body.logprobs else None,
+                    finish_reason=reason,
+                )
+            )
+        return p.ChatCompletionResponse(
+            id=self.id, model=self.body.model, choices=choices, usage=self.totals.usage()
+        )
+
+    # -- streams ------------------------------------------------------------------------
+
+    def chunks(self, _: int, delta: Delta) -> list[str]:
+        out = delta.output
+        self.totals.add(out.usage, out.index)
+        chunks = []
+        if out.index not in self.choices:
+            self.choices[out.index] = convert.Choice()
+            role = p.ChatChunkChoice(
+                index=out.index, delta=p.DeltaMessage(role="assistant", content="")
+            )
+            chunks.append(self._chunk(role))
+        parser = self._parser(out.index)
+        text = out.text if parser is None else parser.feed(out.text)
+        reason = convert.finish_reason(out)
+        calls = None
+        if parser is not None and reason is not None:
+            final = parser.finish()
+            text += final.content
+            if final.calls:
+                calls, reason = convert.tool_call_deltas(final.calls), "tool_calls"
+        if text or reason is not None:
+            logprobs = None
+            if self.body.logprobs and out.logprobs:
+                logprobs = convert.chat_logprobs(out.logprobs)
+            choice = p.ChatChunkChoice(
+                index=out.index,
+                delta=p.DeltaMessage(content=text or None, tool_calls=calls),
+                logprobs=logprobs,
+                finish_reason=reason,
+            )
+            chunks.append(self._chunk(choice))
+        return chunks
+
+    def _chunk(self, choice: p.ChatChunkChoice) -> str:
+        return p.ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.body.model, choices=[choice]
+        ).model_dump_json()
+
+    def usage_chunk(self) -> str:
+        return p.ChatCompletionChunk(
+            id=self.id,
+            created=self.created,
+            model=self.body.model,
+            choices=[],
+            usage=self.totals.usage(),
+        ).model_dump_json()
