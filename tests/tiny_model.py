@@ -146,6 +146,7 @@ def write_tiny_model(
     n_ctx_train: int = 4096,
     chat_template: str | None = None,
     split_max_tensors: int = 0,
+    extra_strings: dict[str, str] | None = None,
 ) -> Path:
     """Write the tiny model to `path`; same arguments give identical bytes.
 
@@ -156,6 +157,8 @@ def write_tiny_model(
     writer = gguf.GGUFWriter(path, arch, split_max_tensors=split_max_tensors)
     _add_hparams(writer, n_ctx_train)
     _add_tokenizer(writer, chat_template)
+    for key, value in (extra_strings or {}).items():
+        writer.add_string(key, value)
     for name, tensor in _weights(seed).items():
         writer.add_tensor(name, tensor)
     writer.write_header_to_file()

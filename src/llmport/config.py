@@ -120,6 +120,11 @@ class ServerSettings(BaseSettings):
         default=None, gt=0, le=1, description="Share of GPU memory (needs a GPU build)."
     )
     enable_auto_tool_choice: bool = Field(default=False, description="Let models call tools.")
+    chat_template: str | None = Field(
+        default=None,
+        description="A Jinja2 chat template (a file path or the template itself) for the "
+        "models named on the command line (every model when none is named).",
+    )
     tool_call_parser: str | None = Field(
         default=None, description="Tool-call format: " + ", ".join(TOOL_CALL_PARSERS) + "."
     )

@@ -198,3 +198,5 @@ class GenerationRequest(msgspec.Struct, kw_only=True):
     #: Seconds the model stays loaded after this request (inf = forever); None = default.
     keep_alive: float | None = None
     embed: bool = False
+    #: A Jinja2 chat template that overrides the model's (Modelfile TEMPLATE, --chat-template).
+    chat_template: str | None = None

@@ -130,3 +130,73 @@ def test_ollama_chat_with_tools_answers(server: Server, model: Path) -> None:
         assert streamed[-1].done
     finally:
         client._client.close()
+
+
+def rendered(server: Server, model: str, messages: list[dict[str, Any]], **extra: Any) -> str:
+    tokens = httpx.post(
+        f"{server.base_url}/tokenize", json={"model": model, "messages": messages, **extra}
+    ).json()["tokens"]
+    return str(
+        httpx.post(f"{server.base_url}/detokenize", json={"model": model, "tokens": tokens}).json()[
+            "prompt"
+        ]
+    )
+
+
+def test_the_tool_use_template_variant_is_used_when_tools_are_offered(
+    server: Server, tmp_path: Path
+) -> None:
+    model = write_tiny_model(
+        tmp_path / "variants.gguf",
+        chat_template="PLAIN {{ messages[0].content }}",
+        extra_strings={"tokenizer.chat_template.tool_use": "TOOLS {{ messages[0].content }}"},
+    )
+    assert rendered(server, str(model), ASK).startswith("PLAIN")
+    assert rendered(server, str(model), ASK, tools=TOOLS).startswith("TOOLS")
+
+
+def test_chat_template_flag_and_modelfile_template_override_the_model(
+    tmp_path: Path, model: Path
+) -> None:
+    flag = "FLAG {% for m in messages %}{{ m.content }}{% endfor %}"
+    with running_server(tmp_path, str(model), "--served-model-name", "t",
+                        "--chat-template", flag) as server:  # fmt: skip
+        assert rendered(server, "t", ASK).startswith("FLAG What is")
+        client = ollama.Client(host=server.base_url)
+        try:
+            client.create(
+                "mine",
+                from_=str(model),
+                template="MINE {% for m in messages %}{{ m.content }}{% endfor %}",
+            )
+        finally:
+            client._client.close()
+        assert rendered(server, "mine", ASK).startswith("MINE What is")
+        assert rendered(server, str(model), ASK).startswith("user: What is")  # Its own.
+
+
+def test_a_hostile_model_template_is_refused_and_the_server_keeps_serving(
+    server: Server, tmp_path: Path, model: Path
+) -> None:
+    hostile = write_tiny_model(
+        tmp_path / "hostile.gguf",
+        chat_template="{% for i in range(90000) %}{% for j in range(90000) %}{% endfor %}"
+        "{% endfor %}",
+    )
+    response = httpx.post(
+        f"{server.openai_url}/chat/completions",
+        json={"model": str(hostile), "messages": ASK, "max_tokens": 2},
+        timeout=30,
+    )
+    assert response.status_code == 400
+    assert "longer than" in response.json()["error"]["message"]
+    walk = write_tiny_model(
+        tmp_path / "walk.gguf", chat_template="{{ messages.__class__.__mro__[1].__subclasses__() }}"
+    )
+    response = httpx.post(
+        f"{server.openai_url}/chat/completions",
+        json={"model": str(walk), "messages": ASK, "max_tokens": 2},
+    )
+    assert response.status_code == 400
+    ok = server.openai().chat.completions.create(model=str(model), messages=ASK, max_tokens=2)  # type: ignore[arg-type]
+    assert ok.choices[0].finish_reason in {"stop", "length"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from llmport.chat.templates import (
@@ -73,3 +75,29 @@ def test_the_sandbox_refuses_reaching_python_internals(hostile: str) -> None:
 def test_a_broken_template_is_a_clear_error() -> None:
     with pytest.raises(InvalidParameter, match="chat template is invalid"):
         render("{% for %}")
+
+
+@pytest.mark.parametrize(
+    ("hostile", "problem"),
+    [
+        ("{% for i in range(10**9) %}x{% endfor %}", "range"),
+        ("{% for i in range(90000) %}{% for j in range(90000) %}{% endfor %}{% endfor %}",
+         "longer than"),
+        ("{{ 'x' * 10**9 }}", "exponent|repetition"),
+        ("{{ 'ab' * 9000000 }}", "repetition"),
+        ("{% for i in range(99999) %}{{ 'y' * 99 }}{% endfor %}", "output over"),
+        ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "recurses"),
+    ],
+)  # fmt: skip
+def test_templates_that_would_hang_or_flood_the_server_are_stopped(
+    hostile: str, problem: str
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(InvalidParameter, match=problem):
+        render(hostile)
+    assert time.monotonic() - started < 10
+
+
+def test_an_oversized_template_is_refused() -> None:
+    with pytest.raises(InvalidParameter, match="limit"):
+        render("x" * (300 * 1024))

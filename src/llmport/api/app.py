@@ -30,6 +30,7 @@ def create_app(
     api_key: str | None = None,
     preload: dict[str, float | None] | None = None,
     tool_call_parser: str = "hermes",
+    chat_templates: dict[str, str] | None = None,
 ) -> FastAPI:
     """The app owns ``manager`` from start-up to shutdown (it closes it on exit).
 
@@ -49,7 +50,11 @@ def create_app(
     app = FastAPI(title="llmport", version=__version__, lifespan=lifespan)
     library = Library(manager.catalog.cache_dir)
     app.state.llmport = AppState(
-        manager=manager, metrics=Metrics(), library=library, tool_call_parser=tool_call_parser
+        manager=manager,
+        metrics=Metrics(),
+        library=library,
+        tool_call_parser=tool_call_parser,
+        chat_templates=dict(chat_templates or {}),
     )
     install_error_handlers(app)
     app.add_exception_handler(ClientGone, _client_gone)

@@ -51,8 +51,14 @@ def engine_request(model: LoadedModel, req: GenerationRequest) -> Request:
 
 
 def render_prompt(model: LoadedModel, req: GenerationRequest) -> str:
+    """The chat template, most specific first: the request's (a Modelfile TEMPLATE or
+    ``--chat-template``), the GGUF's ``tool_use`` variant when tools are offered, the
+    GGUF's own, then the architecture's fallback."""
+    metadata = model.info.metadata
+    tool_use = metadata.get("tokenizer.chat_template.tool_use") if req.tools else None
+    own = req.chat_template or (tool_use if isinstance(tool_use, str) else None)
     return render_chat(
-        template_source(model.info.chat_template, model.info.architecture),
+        template_source(own or model.info.chat_template, model.info.architecture),
         req.messages or [],
         bos_token=model.engine.info.bos_token,
         eos_token=model.engine.info.eos_token,
@@ -70,7 +76,9 @@ async def generate(
     try:
         async with manager.acquire(req.model, req.keep_alive) as model:
             last = None
-            async for output in model.engine.generate(engine_request(model, req)):
+            # Rendering a template runs in a thread: a slow one never stalls other streams.
+            request = await asyncio.to_thread(engine_request, model, req)
+            async for output in model.engine.generate(request):
                 now = time.monotonic()
                 metrics.observe_delta(req.model, output, now - (last or started), last is None)
                 last = now

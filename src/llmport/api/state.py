@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
 from llmport.api.metrics import Metrics
+from llmport.chat.templates import is_jinja
 from llmport.manager.manager import ModelManager
 from llmport.store.library import Library
+from llmport.store.refs import find_record
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,19 @@ class AppState:
     library: Library
     #: The format tool calls are parsed from (``--tool-call-parser``).
     tool_call_parser: str = "hermes"
+    #: ``--chat-template``, by served name ("*": every model).
+    chat_templates: dict[str, str] = field(default_factory=dict)
+
+    def chat_template(self, name: str) -> str | None:
+        """The Jinja2 template that overrides the model's own for ``name``, if any:
+        ``--chat-template``, else a Jinja2 TEMPLATE from the model's Modelfile."""
+        found = self.chat_templates.get(name) or self.chat_templates.get("*")
+        if found is not None:
+            return found
+        record = find_record(name, self.library.home) if name else None
+        if record is not None and record.template and is_jinja(record.template):
+            return record.template
+        return None
 
 
 def app_state(request: Request) -> AppState:

@@ -14,8 +14,13 @@ from datetime import datetime
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from llmport.chat.sandbox import (
+    MAX_TEMPLATE_CHARS,
+    LimitedEnvironment,
+    limited_range,
+    render_limited,
+)
 from llmport.errors import InvalidParameter
 
 GEMMA_TEMPLATE = (
@@ -41,6 +46,11 @@ CHATML_TEMPLATE = (
 FALLBACK_TEMPLATES = {"gemma": GEMMA_TEMPLATE, "gemma2": GEMMA_TEMPLATE, "gemma3": GEMMA_TEMPLATE}
 
 
+def is_jinja(template: str) -> bool:
+    """Jinja2 (Hugging Face) rather than Go-template (Ollama) syntax."""
+    return "{%" in template or "messages" in template
+
+
 def template_source(chat_template: str | None, architecture: str) -> str:
     """The model's own template, else the documented fallback for its architecture."""
     return chat_template or FALLBACK_TEMPLATES.get(architecture, CHATML_TEMPLATE)
@@ -57,13 +67,14 @@ def render_chat(
 ) -> str:
     """The prompt text for ``messages``; a template error is the request's fault (400)."""
     try:
-        return _compile(source).render(
-            messages=messages,
-            tools=tools,
-            add_generation_prompt=add_generation_prompt,
-            bos_token=bos_token,
-            eos_token=eos_token,
-        )
+        context = {
+            "messages": messages,
+            "tools": tools,
+            "add_generation_prompt": add_generation_prompt,
+            "bos_token": bos_token,
+            "eos_token": eos_token,
+        }
+        return render_limited(_compile(source), context)
     except jinja2.TemplateError as error:
         raise InvalidParameter(
             f"the chat template could not render these messages: {error}", param="messages"
@@ -72,9 +83,14 @@ def render_chat(
 
 @functools.lru_cache(maxsize=32)
 def _compile(source: str) -> jinja2.Template:
-    env = ImmutableSandboxedEnvironment(
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise InvalidParameter(
+            f"the chat template has {len(source)} characters (limit {MAX_TEMPLATE_CHARS})"
+        )
+    env = LimitedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
     )
+    env.globals["range"] = limited_range
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)

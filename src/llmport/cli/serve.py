@@ -45,6 +45,7 @@ def serve(
     gpu_memory_utilization: Annotated[float | None, Opt(help="Needs a GPU build.")] = None,
     enable_auto_tool_choice: Annotated[bool | None, Opt(help="Let models call tools.")] = None,
     tool_call_parser: Annotated[str | None, Opt(help="hermes, llama3_json, ...")] = None,
+    chat_template: Annotated[str | None, Opt(help="Jinja2 chat template: a file or text.")] = None,
     keep_alive: Annotated[str | None, Opt(help="Idle time before unload [5m].")] = None,
     max_loaded_models: Annotated[int | None, Opt(help="Models loaded at once [3].")] = None,
     max_queue: Annotated[int | None, Opt(help="Waiting requests per model [512].")] = None,
@@ -58,12 +59,14 @@ def serve(
         manager_settings = _settings(ManagerSettings, flags)
         _check_gpu(server)
         aliases, preload = _preload_names(models or [], server.served_model_name)
+        templates = _chat_templates(server.chat_template, [*aliases, *preload])
         keep = None if keep_alive is not None else math.inf
         sock = _bind(server.host, server.port)
     except LlmportError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(2) from error
-    _run(server, engine, manager_settings, aliases, {name: keep for name in preload}, sock)
+    _run(server, engine, manager_settings, aliases, {name: keep for name in preload}, sock,
+         templates)  # fmt: skip
 
 
 def _settings(cls: type[S], flags: dict[str, Any]) -> S:
@@ -104,6 +107,18 @@ def _preload_names(models: list[str], names: list[str]) -> tuple[dict[str, Path]
     return dict(zip(names, paths, strict=True)), names
 
 
+def _chat_templates(template: str | None, names: list[str]) -> dict[str, str]:
+    """``--chat-template`` (a file or the text) for the named models, or all ("*")."""
+    if template is None:
+        return {}
+    path = Path(template).expanduser()
+    if "{" not in template and path.is_file():
+        template = path.read_text()
+    elif "{" not in template:
+        raise UnsupportedOption(f"--chat-template: {template!r} is neither a file nor a template")
+    return dict.fromkeys(names or ["*"], template)
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -126,6 +141,7 @@ def _run(
     aliases: dict[str, Path],
     preload: dict[str, float | None],
     sock: socket.socket,
+    chat_templates: dict[str, str],
 ) -> None:
     import uvicorn
 
@@ -142,6 +158,7 @@ def _run(
         api_key=server.api_key,
         preload=preload,
         tool_call_parser=server.tool_call_parser or "hermes",
+        chat_templates=chat_templates,
     )
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])

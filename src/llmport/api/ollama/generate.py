@@ -18,7 +18,7 @@ from llmport.api.ollama import protocol as p
 from llmport.api.serving import Delta
 from llmport.api.state import app_state
 from llmport.api.streaming import until_disconnect
-from llmport.chat.templates import render_go_prompt
+from llmport.chat.templates import is_jinja, render_go_prompt
 from llmport.chat.tools import ToolCall, ToolParser, tool_parser
 from llmport.chat.tools.base import Parsed
 from llmport.errors import InvalidParameter, LlmportError, ModelNotFound, UnsupportedOption
@@ -49,11 +49,13 @@ async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | 
     system = body.system if body.system is not None else (record.system or "")
     if body.raw:
         generation.prompt = body.prompt
-    elif body.template:
-        generation.prompt = render_go_prompt(body.template, system=system, prompt=body.prompt)
+    elif body.template or (record.template and not is_jinja(record.template)):
+        template = body.template or record.template or ""
+        generation.prompt = render_go_prompt(template, system=system, prompt=body.prompt)
     elif record.template or record.metadata.get("chat_template"):
         messages = [{"role": "system", "content": system}] if system else []
         generation.messages = [*messages, {"role": "user", "content": body.prompt}]
+        generation.chat_template = app_state(request).chat_template(body.model)
     else:  # A base model without a chat template: the prompt is the text to continue.
         generation.prompt = f"{system}\n\n{body.prompt}" if system else body.prompt
     context = list(body.context or [])
@@ -81,6 +83,7 @@ async def chat(body: p.ChatRequest, request: Request) -> JSONResponse | Streamin
         messages=preset + messages,
         tools=body.tools,
         keep_alive=parse_keep_alive(body.keep_alive),
+        chat_template=app_state(request).chat_template(body.model),
     )
     parser = tool_parser(app_state(request).tool_call_parser) if body.tools else None
     return await _respond(request, body.model, generation, "message", body.stream, None, parser)

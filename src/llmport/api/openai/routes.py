@@ -7,6 +7,7 @@ model, prompt too long, bad parameter, full queue) answers with its own status c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -63,6 +64,7 @@ async def create_chat_completion(
 ) -> JSONResponse | StreamingResponse:
     parser_name = app_state(request).tool_call_parser
     generation, parser = convert.to_chat_request(body, parser_name)
+    generation.chat_template = app_state(request).chat_template(body.model)
     stream = await serving.start(request, [generation])
     builder = ChatBuilder(body, generation.request_id, parser_name if parser else None)
     if body.stream:
@@ -103,8 +105,10 @@ async def tokenize(body: p.TokenizeRequest, request: Request) -> p.TokenizeRespo
                 messages=[convert.to_message(m) for m in body.messages],
                 tools=body.tools,
                 add_generation_prompt=body.add_generation_prompt,
+                chat_template=app_state(request).chat_template(body.model),
             )
-            ids = await model.engine.tokenize(serving.render_prompt(model, generation), False)
+            text = await asyncio.to_thread(serving.render_prompt, model, generation)
+            ids = await model.engine.tokenize(text, False)
         else:
             ids = await model.engine.tokenize(body.prompt or "", body.add_special_tokens)
         return p.TokenizeResponse(count=len(ids), max_model_len=model.max_model_len, tokens=ids)
