@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import jsonschema
 import numpy as np
 import openai
@@ -184,3 +185,21 @@ def test_structured_outputs_follow_the_schema(server: Server, model_paths: list[
         extra_body={"response_format": {"type": "json_object"}},
     )  # fmt: skip
     assert isinstance(json.loads(reply.choices[0].text), dict)
+
+
+def prefill_tokens(server: Server, model: str) -> float:
+    text = httpx.get(f"{server.base_url}/metrics").text
+    lines = [ln for ln in text.splitlines() if ln.startswith("llmport_prefill_tokens_total")]
+    return sum(float(ln.split()[-1]) for ln in lines if f'model="{model}"' in ln)
+
+
+def test_n_choices_prefill_the_prompt_once(server: Server, model_paths: list[Path]) -> None:
+    model = str(model_paths[2])
+    prompt = [(11 * i) % 250 for i in range(500)]
+    before = prefill_tokens(server, model)
+    result = server.openai().completions.create(
+        model=model, prompt=prompt, n=4, max_tokens=4, temperature=0.9, seed=5
+    )
+    assert len(result.choices) == 4
+    assert result.usage is not None and result.usage.prompt_tokens == 500
+    assert prefill_tokens(server, model) - before == 500 + 3  # Not 4 x 500.

@@ -35,6 +35,13 @@ class Metrics:
         self.prompt_tokens = Counter(
             "llmport_prompt_tokens", "Prompt tokens processed.", ["model"], registry=registry
         )
+        self.prefill_tokens = Counter(
+            "llmport_prefill_tokens",
+            "Prompt tokens computed, not taken from the prefix cache (n > 1 choices share "
+            "one prefill).",
+            ["model"],
+            registry=registry,
+        )
         self.generation_tokens = Counter(
             "llmport_generation_tokens", "Tokens generated.", ["model"], registry=registry
         )
@@ -58,6 +65,9 @@ class Metrics:
         if output.prompt_token_ids is not None and output.index == 0:
             self.prompt_tokens.labels(model).inc(len(output.prompt_token_ids))
         self.generation_tokens.labels(model).inc(len(output.token_ids))
+        if output.usage is not None:
+            computed = output.usage.prompt_tokens - output.usage.cached_tokens
+            self.prefill_tokens.labels(model).inc(max(0, computed))
 
     def observe_finished(self, model: str, seconds: float) -> None:
         self.e2e.labels(model).observe(seconds)

@@ -70,6 +70,7 @@ def render_chat(
         context = {
             "messages": messages,
             "tools": tools,
+            "documents": None,
             "add_generation_prompt": add_generation_prompt,
             "bos_token": bos_token,
             "eos_token": eos_token,
