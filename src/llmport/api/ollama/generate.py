@@ -37,9 +37,7 @@ async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | 
     if not body.prompt:
         return await _load_or_unload(request, body.model, body.keep_alive, "response")
     record = _record(request, body.model)
-    convert.check_num_ctx(body.options, _trained_context(record))
-    params = convert.to_sampling_params(body.options, record.parameters)
-    params.grammar = convert.format_grammar(body.format)
+    params = _params(record, body.options, body.format)
     generation = GenerationRequest(
         request_id=f"gen-{uuid.uuid4().hex}",
         model=body.model,
@@ -69,13 +67,11 @@ async def chat(body: p.ChatRequest, request: Request) -> JSONResponse | Streamin
     if any(m.images for m in body.messages):
         raise UnsupportedOption("images are not supported (text models only)", param="messages")
     record = _record(request, body.model)
-    convert.check_num_ctx(body.options, _trained_context(record))
+    params = _params(record, body.options, body.format)
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
     if record.system and not any(m["role"] == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": record.system})
     preset = [{"role": role, "content": content} for role, content in record.messages]
-    params = convert.to_sampling_params(body.options, record.parameters)
-    params.grammar = convert.format_grammar(body.format)
     generation = GenerationRequest(
         request_id=f"chat-{uuid.uuid4().hex}",
         model=body.model,
@@ -121,8 +117,14 @@ def _record(request: Request, name: str) -> ModelRecord:
         raise ModelNotFound(f"model '{name}' not found", param="model") from None
 
 
-def _trained_context(record: ModelRecord) -> int:
-    return int(record.metadata.get("context_length") or 0) or 1 << 30
+def _params(
+    record: ModelRecord, options: dict[str, Any] | None, format_: str | dict[str, Any] | None
+) -> SamplingParams:
+    """Request options over the Modelfile's, checked against the model's context."""
+    convert.check_num_ctx(options, int(record.metadata.get("context_length") or 0) or 1 << 30)
+    params = convert.to_sampling_params(options, record.parameters)
+    params.grammar = convert.format_grammar(format_)
+    return params
 
 
 async def _load_or_unload(

@@ -34,10 +34,7 @@ class ChatBuilder:
 
     def add(self, _: int, delta: Delta) -> None:
         out = delta.output
-        choice = self.choices.setdefault(out.index, convert.Choice())
-        choice.text += out.text
-        choice.logprobs += out.logprobs or []
-        choice.finish_reason = convert.finish_reason(out)
+        self.choices.setdefault(out.index, convert.Choice()).add(out)
         self.totals.add(out.usage, out.index)
 
     def response(self) -> p.ChatCompletionResponse:

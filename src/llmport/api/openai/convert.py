@@ -194,6 +194,11 @@ class Choice:
     finish_reason: str | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)
 
+    def add(self, output: Output) -> None:
+        self.text += output.text
+        self.logprobs += output.logprobs or []
+        self.finish_reason = finish_reason(output)
+
 
 @dataclass
 class Totals:

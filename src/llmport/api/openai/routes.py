@@ -164,9 +164,7 @@ class _CompletionBuilder:
         choice = self.choices.setdefault(self._index(prompt_index, delta), convert.Choice())
         if not choice.text and self.prompts is not None and out.prompt_token_ids is not None:
             choice.text = self.prompts[prompt_index]
-        choice.text += out.text
-        choice.logprobs += out.logprobs or []
-        choice.finish_reason = convert.finish_reason(out)
+        choice.add(out)
         self.totals.add(out.usage, out.index)
 
     def response(self) -> p.CompletionResponse:
