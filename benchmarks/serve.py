@@ -113,9 +113,12 @@ async def stream_one(
     return ttft, num_chunks, reason
 
 
-async def run_clients(base: str, model: str, num_clients: int, max_tokens: int) -> RunResult:
+async def run_clients(
+    base: str, model: str, num_clients: int, max_tokens: int, run_id: int
+) -> RunResult:
+    # Unique from the first token per run, so no server answers from its prompt cache.
     prompts = [
-        f"Client {i} asks: write a long story about the number {i * 7919} and its friends."
+        f"{run_id * 1000 + i} asks: write a long story about the number {i * 7919} and its friends."
         for i in range(num_clients)
     ]
     limits = httpx.Limits(max_connections=num_clients + 4)
@@ -130,10 +133,10 @@ async def run_clients(base: str, model: str, num_clients: int, max_tokens: int) 
 
 
 def best_of(base: str, model: str, args: argparse.Namespace) -> RunResult:
-    asyncio.run(run_clients(base, model, 1, 8))  # Warm-up (load, first allocation).
+    asyncio.run(run_clients(base, model, 1, 8, 0))  # Warm-up (load, first allocation).
     runs = [
-        asyncio.run(run_clients(base, model, args.clients, args.max_tokens))
-        for _ in range(args.repeats)
+        asyncio.run(run_clients(base, model, args.clients, args.max_tokens, run + 1))
+        for run in range(args.repeats)
     ]
     return max(runs, key=lambda r: r.tokens_per_second)
 
