@@ -59,5 +59,3 @@ def test_async_llm_streams_cumulative_results(tiny_model_path: Path) -> None:
 def test_unknown_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFound):
         LLM(tmp_path / "nope.gguf")
-    with pytest.raises(ModelNotFound, match="pull it first"):
-        LLM("hf.co/someone/some-model-GGUF:Q4_K_M")

@@ -17,7 +17,9 @@ from llmport.config import EngineConfig
 from llmport.engine.client import EngineClient
 from llmport.engine.core import EngineCore
 from llmport.store.embedded import default_cache_dir
-from llmport.store.refs import resolve_model
+from llmport.store.hf_ref import is_hf_ref
+from llmport.store.library import Library
+from llmport.store.refs import find_record, resolve_model
 from llmport.types import FinishReason, Output, Request, SamplingParams, TokenLogprob, Usage
 
 Prompt = str | list[int]
@@ -58,8 +60,13 @@ class RequestOutput:
 
 
 def load_model_path(model: str | Path | None) -> Path:
-    """Resolve a model reference (a .gguf path or a known name) to a file."""
-    return resolve_model(str(model) if model is not None else None, default_cache_dir())
+    """Resolve a model reference (a .gguf path or a known name) to a file; an
+    ``hf.co/USER/REPO[:QUANT]`` not pulled yet is pulled first, as vLLM's ``LLM`` does."""
+    name = str(model) if model is not None else None
+    home = default_cache_dir()
+    if name is not None and is_hf_ref(name) and find_record(name, home) is None:
+        return Library(home).pull(name).path
+    return resolve_model(name, home)
 
 
 class LLM:

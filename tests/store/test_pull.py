@@ -195,3 +195,18 @@ def test_the_default_quant_is_announced(hub: FakeHub, registry: Registry) -> Non
     seen: list[Progress] = []
     pull(f"hf.co/{REPO}", registry, seen.append)
     assert any("using Q4_K_M" in p.status for p in seen)
+
+
+def test_the_python_llm_pulls_what_it_lacks_as_vllm_does(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmport.llm import LLM
+    from llmport.types import SamplingParams
+
+    monkeypatch.setenv("LLMPORT_HOME", str(tmp_path / "llm-home"))
+    with LLM(f"hf.co/{REPO}:Q8_0", max_model_len=256) as llm:
+        out = llm.generate(["hi"], SamplingParams(max_tokens=2, temperature=0))
+    assert len(out[0].outputs[0].token_ids) == 2
+    assert Registry(tmp_path / "llm-home").get(f"hf.co/{REPO}:Q8_0") is not None
+    with pytest.raises(ModelNotFound):
+        LLM("hf.co/tester/not-there")

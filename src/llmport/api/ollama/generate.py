@@ -34,6 +34,8 @@ NDJSON = "application/x-ndjson"
 async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | StreamingResponse:
     if body.images:
         raise UnsupportedOption("images are not supported (text models only)", param="images")
+    if body.suffix:
+        raise UnsupportedOption("suffix (fill-in-the-middle) is not supported", param="suffix")
     if not body.prompt:
         return await _load_or_unload(request, body.model, body.keep_alive, "response")
     record = _record(request, body.model)
