@@ -18,7 +18,6 @@ from llmport.engine.client import EngineClient
 from llmport.engine.core import EngineCore
 from llmport.store.embedded import default_cache_dir
 from llmport.store.hf_ref import is_hf_ref
-from llmport.store.library import Library
 from llmport.store.refs import find_record, resolve_model
 from llmport.types import FinishReason, Output, Request, SamplingParams, TokenLogprob, Usage
 
@@ -65,6 +64,8 @@ def load_model_path(model: str | Path | None) -> Path:
     name = str(model) if model is not None else None
     home = default_cache_dir()
     if name is not None and is_hf_ref(name) and find_record(name, home) is None:
+        from llmport.store.library import Library  # huggingface_hub only when pulling
+
         return Library(home).pull(name).path
     return resolve_model(name, home)
 
