@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -99,7 +100,7 @@ async def show(body: p.ModelRequest, request: Request) -> dict[str, Any]:
 async def pull(body: p.ModelRequest, request: Request) -> JSONResponse | StreamingResponse:
     library = app_state(request).library
     if not body.stream:
-        await asyncio.to_thread(library.pull, body.target)
+        await _in_own_thread(lambda: library.pull(body.target))
         return JSONResponse({"status": "success"})
     return StreamingResponse(_pull_lines(library, body.target), media_type=NDJSON)
 
@@ -219,6 +220,33 @@ def _create_modelfile(body: p.CreateRequest) -> Modelfile:
     )
 
 
+def _in_own_thread(work: Callable[[], object]) -> asyncio.Future[object]:
+    """Run a pull (minutes) on a thread of its own: on the shared default executor a few
+    pulls would starve the short jobs (template rendering, lookups) every request needs."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[object] = loop.create_future()
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as error:
+            loop.call_soon_threadsafe(_settle, future, None, error)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=run, name="llmport-pull", daemon=True).start()
+    return future
+
+
+def _settle(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 async def _pull_lines(library: Library, name: str) -> AsyncIterator[bytes]:
     """Pull in a thread; its progress becomes NDJSON lines as Ollama streams them."""
     loop = asyncio.get_running_loop()
@@ -234,7 +262,7 @@ async def _pull_lines(library: Library, name: str) -> AsyncIterator[bytes]:
         except LlmportError as error:
             loop.call_soon_threadsafe(queue.put_nowait, error)
 
-    task = loop.run_in_executor(None, work)
+    task = _in_own_thread(work)
     last: dict[str, Any] = {}
     while (item := await queue.get()) is not None:
         if isinstance(item, LlmportError):
