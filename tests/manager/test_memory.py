@@ -40,3 +40,11 @@ def test_estimate_grows_with_context_and_covers_the_weights(gemma_model_path: Pa
     large = estimate_memory(info, 32768, "f16", 24, 512)
     assert large.total_bytes - small.total_bytes == large.kv_bytes - small.kv_bytes > 0
     assert small.weights_bytes > 0.9 * info.file_size
+
+
+def test_gemma_kv_estimate_matches_what_llama_cpp_allocates(gemma_model_path: Path) -> None:
+    info = read_gguf_info(gemma_model_path)
+    # llama.cpp's log for 32768 cells, 24 sequences, ubatch 512: a non-SWA cache of 96 MiB
+    # (3 layers x 32768 cells) and a SWA cache of 187.5 MiB (15 layers x 12800 cells).
+    estimate = estimate_memory(info, 32768, "f16", 24, 512)
+    assert estimate.kv_bytes == int((96 + 187.5) * 2**20)

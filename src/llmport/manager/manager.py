@@ -31,7 +31,6 @@ from llmport.manager.memory import (
     default_budget_bytes,
     estimate_memory,
     format_size,
-    kv_bytes_per_token,
     parse_size,
 )
 from llmport.manager.settings import ManagerSettings
@@ -176,9 +175,14 @@ class ModelManager:
 
         memory = estimate(wanted)
         if memory.total_bytes > self.budget_bytes and config.max_model_len is None:
-            per_token = kv_bytes_per_token(info, kv_type) or 1.0
-            room = self.budget_bytes - estimate(0).total_bytes
-            wanted = max(MIN_CONTEXT_TOKENS, min(wanted, int(room / per_token)))
+            low, high = MIN_CONTEXT_TOKENS, wanted  # The largest context that fits.
+            while low < high:
+                middle = (low + high + 1) // 2
+                if estimate(middle).total_bytes <= self.budget_bytes:
+                    low = middle
+                else:
+                    high = middle - 1
+            wanted = low
             memory = estimate(wanted)
             logger.warning(
                 "%s: context capped at %d tokens by the memory budget (trained for %d)",

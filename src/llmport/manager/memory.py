@@ -1,8 +1,9 @@
 """What a model will cost in memory before it is loaded, and the budget it must fit.
 
-The estimate is deliberately an upper bound: every attention layer is counted with
-a full-length KV cache (sliding-window layers hold less), so a plan that fits here
-fits in practice.
+The estimate is meant as an upper bound. Sliding-window layers are counted the way
+llama.cpp sizes them (the window per sequence plus a micro-batch, with a unified cache)
+for the architectures whose layer pattern is known; any other layer gets the full
+context.
 """
 
 from __future__ import annotations
@@ -47,6 +48,34 @@ class MemoryEstimate:
         return self.weights_bytes + self.kv_bytes + self.compute_bytes + WORKER_OVERHEAD_BYTES
 
 
+#: Every n-th layer attends to the whole context, the others to a sliding window, as
+#: llama.cpp's models set it (``load_swa_pattern``) when the GGUF does not say.
+SWA_PATTERNS = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "gemma-embedding": 6, "cohere2": 4,
+                "gpt-oss": 2, "exaone4": 4, "olmo2": 4, "llama4": 4}  # fmt: skip
+
+
+def kv_bytes(info: GGUFInfo, num_kv_tokens: int, kv_type: str, num_seqs: int, batch: int) -> int:
+    """The KV cache llama.cpp allocates for ``num_kv_tokens`` cells shared by ``num_seqs``."""
+    per_layer_token = kv_bytes_per_token(info, kv_type) / max(1, info.block_count)
+    num_full, num_swa = _layer_split(info)
+    swa_cells = num_kv_tokens
+    if num_swa and info.sliding_window:
+        padded = -(-(info.sliding_window * num_seqs + batch) // 256) * 256
+        swa_cells = min(num_kv_tokens, padded)
+    return int(per_layer_token * (num_full * num_kv_tokens + num_swa * swa_cells))
+
+
+def _layer_split(info: GGUFInfo) -> tuple[int, int]:
+    """(full-attention layers, sliding-window layers)."""
+    pattern = info.metadata.get(f"{info.architecture}.attention.sliding_window_pattern")
+    if not isinstance(pattern, int) or isinstance(pattern, bool) or pattern < 1:
+        pattern = SWA_PATTERNS.get(info.architecture, 1)
+    if not info.sliding_window or pattern <= 1:
+        return info.block_count, 0
+    num_full = sum(1 for layer in range(info.block_count) if layer % pattern == pattern - 1)
+    return num_full, info.block_count - num_full
+
+
 def kv_bytes_per_token(info: GGUFInfo, kv_type: str) -> float:
     """K and V for one token across every layer (0 for attention-free architectures)."""
     if not info.head_count:
@@ -70,7 +99,7 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """Weights (the file's tensors, mmap'd) + KV cache + llama.cpp's compute buffers."""
     weights = sum(t.num_bytes for t in info.tensors)
-    kv = int(kv_bytes_per_token(info, kv_type) * num_kv_tokens)
+    kv = kv_bytes(info, num_kv_tokens, kv_type, num_outputs, batch_size)
     vocab = info.vocab_size or 0
     # Logits rows for every output, plus activations of one micro-batch.
     compute = 4 * (num_outputs * vocab + 16 * batch_size * info.embedding_length) + 32 * MiB
