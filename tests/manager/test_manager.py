@@ -170,7 +170,7 @@ def test_context_defaults_to_trained_and_shrinks_only_for_the_budget(
         return planned.max_model_len
 
     assert plan(1 << 40) == info.context_length == 32768
-    capped = plan(1 << 30)
+    capped = plan(600 << 20)
     assert MIN_CONTEXT_TOKENS <= capped < 32768
     assert plan(1 << 40, max_model_len=8192) == 8192
 
