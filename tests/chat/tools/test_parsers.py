@@ -14,6 +14,7 @@ import pytest
 from llmport.backends.llama_cpp import LlamaCppBackend
 from llmport.chat.tools import PARSERS, tool_parser
 from llmport.chat.tools.base import Parsed
+from llmport.chat.tools.json_stream import ToolDelta
 from llmport.config import EngineConfig
 from llmport.engine.core import EngineCore
 from llmport.types import Request, SamplingParams
@@ -80,14 +81,33 @@ def test_streamed_answers_give_the_same_calls_in_any_pieces(name: str, seed: int
     text = MODEL_TEXT[name]
     parser = tool_parser(name)
     shown, position = "", 0
+    deltas: list[ToolDelta] = []
     while position < len(text):
         size = rng.randint(1, 7)
         shown += parser.feed(text[position : position + size])
         position += size
+        deltas += parser.take_deltas()
     final = parser.finish()
+    deltas += parser.take_deltas()
     assert shown + final.content == CONTENT[name]
     assert "<tool" not in shown and "[TOOL" not in shown
     assert as_pairs(final) == expected_calls()
+    # The deltas add up to the calls: id and name first, then the arguments' text.
+    streamed: dict[int, dict[str, str]] = {}
+    for delta in deltas:
+        call = streamed.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+        assert delta.name is None or not call["name"]  # The name comes once...
+        assert call["name"] or delta.name  # ...and before any arguments.
+        call["id"] += delta.id or ""
+        call["name"] += delta.name or ""
+        call["arguments"] += delta.arguments
+    whole = tool_parser(name).parse(MODEL_TEXT[name]).calls
+    assert [(c["name"], c["arguments"]) for c in streamed.values()] == [
+        (c.name, c.arguments) for c in whole
+    ]
+    assert [c["id"] for c in streamed.values()] == [c.id for c in final.calls]
+    if tool_parser(name).incremental:  # JSON formats stream arguments as they arrive.
+        assert sum(1 for d in deltas if d.index == 0 and d.arguments) > 1
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))

@@ -79,12 +79,13 @@ class ChatBuilder:
         text = out.text if parser is None else parser.feed(out.text)
         reason = convert.finish_reason(out)
         calls = None
-        if parser is not None and reason is not None:
-            final = parser.finish()
-            text += final.content
-            if final.calls:
-                calls, reason = convert.tool_call_deltas(final.calls), "tool_calls"
-        if text or reason is not None:
+        if parser is not None:
+            if reason is not None:
+                final = parser.finish()
+                text += final.content
+                reason = "tool_calls" if final.calls else reason
+            calls = convert.tool_call_deltas(parser.take_deltas()) or None
+        if text or calls or reason is not None:
             logprobs = None
             if self.body.logprobs and out.logprobs:
                 logprobs = convert.chat_logprobs(out.logprobs)

@@ -13,6 +13,7 @@ import numpy as np
 from llmport.api.openai import protocol as p
 from llmport.chat.structured import response_grammar
 from llmport.chat.tools import ToolCall, ToolParser, tool_choice_grammar, tool_parser
+from llmport.chat.tools.json_stream import ToolDelta
 from llmport.errors import InvalidParameter, UnsupportedOption
 from llmport.manager.keep_alive import parse_keep_alive
 from llmport.types import GenerationRequest, Output, SamplingParams, TokenLogprob
@@ -264,11 +265,13 @@ def openai_tool_calls(calls: list[ToolCall]) -> list[dict[str, Any]]:
     ]
 
 
-def tool_call_deltas(calls: list[ToolCall]) -> list[dict[str, Any]]:
-    """As OpenAI streams a call: id and name first, then the arguments."""
-    deltas = []
-    for index, call in enumerate(calls):
-        deltas.append({"index": index, "id": call.id, "type": "function",
-                       "function": {"name": call.name, "arguments": ""}})  # fmt: skip
-        deltas.append({"index": index, "function": {"arguments": call.arguments}})
-    return deltas
+def tool_call_deltas(deltas: list[ToolDelta]) -> list[dict[str, Any]]:
+    """OpenAI's stream shape: a call's id, type and name first, then argument pieces."""
+    out: list[dict[str, Any]] = []
+    for delta in deltas:
+        item: dict[str, Any] = {"index": delta.index, "function": {"arguments": delta.arguments}}
+        if delta.name is not None:
+            item.update(id=delta.id, type="function")
+            item["function"]["name"] = delta.name
+        out.append(item)
+    return out

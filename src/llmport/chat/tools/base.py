@@ -1,10 +1,10 @@
 """What every tool-call parser gives: the text around the calls, and the calls.
 
 A parser knows where its format's calls start (``start``). While streaming, text is
-passed through as content until that start appears (a possible partial start is held
-back); from there on the rest is buffered and parsed when the answer ends. Calls are
-normalized (arguments re-serialized as compact JSON), so a streamed answer yields
-exactly the calls a whole one does.
+passed through as content until that start appears (a possible partial start and
+trailing whitespace are held back); from there on calls stream as they are written.
+Arguments are the model's own JSON text, so a streamed answer yields exactly the
+calls a whole one does.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmport.chat.structured import GrammarBuilder
+from llmport.chat.tools.json_stream import JsonCallStream, ToolDelta
 
 
 @dataclass(frozen=True)
@@ -48,45 +49,78 @@ class Parsed:
 
 
 class ToolParser(ABC):
-    """Stateless per answer except for the streaming buffer (one instance per answer)."""
+    """One instance per answer (it keeps the streaming state).
+
+    JSON formats (``incremental``) stream each call as it is written: its id and name
+    once the name is whole, then its arguments text as it arrives. Other formats emit
+    their calls when the answer ends.
+    """
 
     #: Where calls begin: a marker, or "" for formats that must start the answer.
     start: str = ""
+    #: For formats without a marker: the characters a call-only answer starts with.
+    openers: str = ""
+    incremental: bool = True
 
     def __init__(self) -> None:
         self._text = ""
         self._emitted = 0
-        self._in_calls = False
+        self._begin: int | None = None
+        self._stream = JsonCallStream()
+        self._deltas: list[ToolDelta] = []
 
-    @abstractmethod
     def parse(self, text: str) -> Parsed:
         """Split a whole answer into content and calls (no calls: all content)."""
+        begin = self._call_start(text)
+        if begin is None:
+            return Parsed(text, [])
+        stream = JsonCallStream()
+        stream.update(text[begin:])
+        calls = _valid_calls(stream, text[begin:])
+        if not calls:
+            return Parsed(text, [])
+        return Parsed(text[:begin].rstrip(), calls)
 
     @abstractmethod
     def call_grammar(self, tools: list[dict[str, Any]], forced: str | None) -> str:
         """A GBNF grammar for one or more calls (of ``forced`` only, when given)."""
 
+    # -- streaming ----------------------------------------------------------------------
+
     def feed(self, delta: str) -> str:
-        """Streaming: content to show now (calls are parsed by ``finish``)."""
+        """Content to show now; call pieces wait in ``take_deltas``."""
         self._text += delta
-        if self._in_calls:
-            return ""
-        begin = self._call_start(self._text)
-        if begin is not None:
-            self._in_calls = True
-            return self._flush(len(self._text[:begin].rstrip()))
-        # Trailing whitespace waits too: it is dropped if a call follows it.
-        end = len(self._text) - self._held_back(self._text)
-        return self._flush(len(self._text[:end].rstrip()))
+        if self._begin is None:
+            begin = self._call_start(self._text)
+            if begin is None:
+                # Trailing whitespace waits too: it is dropped if a call follows it.
+                end = len(self._text) - self._held_back(self._text)
+                return self._flush(len(self._text[:end].rstrip()))
+            self._begin = begin
+            content = self._flush(len(self._text[:begin].rstrip()))
+        else:
+            content = ""
+        if self.incremental:
+            self._deltas += self._stream.update(self._text[self._begin :])
+        return content
+
+    def take_deltas(self) -> list[ToolDelta]:
+        deltas, self._deltas = self._deltas, []
+        return deltas
 
     def finish(self) -> Parsed:
-        """Streaming: the content not yet shown, and every call."""
-        parsed = self.parse(self._text)
-        if not parsed.calls:
+        """The content not yet shown and every call; the last pieces go to ``take_deltas``."""
+        if self._begin is None:
             return Parsed(self._text[self._emitted :], [])
-        shown = self._text[: self._emitted]
-        rest = parsed.content[len(shown) :] if parsed.content.startswith(shown) else ""
-        return Parsed(rest, parsed.calls)
+        if not self.incremental:
+            parsed = self.parse(self._text)
+            self._deltas += [d for i, c in enumerate(parsed.calls) for d in _whole(i, c)]
+            rest = "" if parsed.calls else self._text[self._emitted :]
+            return Parsed(rest, parsed.calls)
+        region = self._text[self._begin :]
+        self._deltas += self._stream.update(region)
+        calls = _valid_calls(self._stream, region)
+        return Parsed("" if calls else self._text[self._emitted :], calls)
 
     def _flush(self, end: int) -> str:
         out = self._text[self._emitted : end]
@@ -99,11 +133,8 @@ class ToolParser(ABC):
             return None if found < 0 else found
         stripped = text.lstrip()
         if stripped and stripped[0] in self.openers:
-            return 0
+            return len(text) - len(stripped)
         return None
-
-    #: For formats without a marker: the characters a call-only answer starts with.
-    openers: str = ""
 
     def _held_back(self, text: str) -> int:
         """How much of the end of ``text`` could still become the start of a call."""
@@ -113,6 +144,19 @@ class ToolParser(ABC):
             if self.start.startswith(text[-size:]):
                 return size
         return 0
+
+
+def _valid_calls(stream: JsonCallStream, region: str) -> list[ToolCall]:
+    calls = []
+    for call in stream.calls:
+        arguments = stream.arguments(region, call)
+        if arguments is not None:
+            calls.append(ToolCall(call.name, arguments, call.id))
+    return calls
+
+
+def _whole(index: int, call: ToolCall) -> list[ToolDelta]:
+    return [ToolDelta(index, id=call.id, name=call.name), ToolDelta(index, call.arguments)]
 
 
 def tool_names(tools: list[dict[str, Any]], forced: str | None) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from llmport.chat.tools.base import Parsed, ToolCall, ToolParser, tool_names
 
 class PythonicParser(ToolParser):
     openers = "["
+    incremental = False  # Python keywords, not JSON: the calls are emitted whole.
 
     def parse(self, text: str) -> Parsed:
         body = text.strip()
