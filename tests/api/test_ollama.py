@@ -44,7 +44,7 @@ def client(server: Server) -> Iterator[ollama.Client]:
     client._client.close()
 
 
-def test_a_whole_session_with_the_ollama_client(client: ollama.Client) -> None:
+def test_a_whole_session_with_the_ollama_client(client: ollama.Client, server: Server) -> None:
     name = f"hf.co/{REPO}:Q8_0"
     assert "gemma3:270m" in [m.model for m in client.list().models]
 
@@ -52,6 +52,8 @@ def test_a_whole_session_with_the_ollama_client(client: ollama.Client) -> None:
     assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
     listed = {m.model: m for m in client.list().models}
     assert listed[name].size > 0 and listed[name].digest
+    openai_listed = httpx.get(f"{server.openai_url}/models").json()["data"]
+    assert name in [m["id"] for m in openai_listed]  # OpenAI clients see pulled models too.
     assert listed[name].details.family == "llama"
     assert listed[name].details.quantization_level == "Q8_0"
 

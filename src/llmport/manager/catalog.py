@@ -7,6 +7,7 @@ from pathlib import Path
 from llmport.errors import InvalidParameter
 from llmport.store.embedded import EMBEDDED_MODEL_NAME
 from llmport.store.refs import resolve_model
+from llmport.store.registry import Registry
 
 
 class Catalog:
@@ -29,5 +30,7 @@ class Catalog:
         return resolve_model(name, self.cache_dir)
 
     def names(self) -> list[str]:
-        """What ``/v1/models`` lists besides loaded models."""
-        return [*self.aliases, EMBEDDED_MODEL_NAME]
+        """What ``/v1/models`` lists besides loaded models: aliases, the embedded
+        default, and every registered (pulled, copied, created) name."""
+        registered = [record.name for record in Registry(self.cache_dir).list()]
+        return list(dict.fromkeys([*self.aliases, EMBEDDED_MODEL_NAME, *registered]))

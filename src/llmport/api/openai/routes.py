@@ -39,7 +39,7 @@ async def list_models(request: Request) -> p.ModelList:
     cards = {
         m.name: p.ModelCard(id=m.name, max_model_len=m.max_model_len) for m in manager.loaded()
     }
-    for name in manager.catalog.names():
+    for name in await asyncio.to_thread(manager.catalog.names):
         cards.setdefault(name, p.ModelCard(id=name))
     return p.ModelList(data=list(cards.values()))
 
