@@ -127,7 +127,7 @@ def test_empty_requests_load_and_unload(client: ollama.Client, model_paths: list
 
 
 def test_create_with_a_system_prompt_and_parameters(
-    client: ollama.Client, model_paths: list[Path]
+    client: ollama.Client, server: Server, model_paths: list[Path]
 ) -> None:
     client.create(
         "terse", from_=str(model_paths[0]), system="Be terse.", parameters={"num_predict": 3}
@@ -137,6 +137,15 @@ def test_create_with_a_system_prompt_and_parameters(
     assert shown.parameters and "num_predict 3" in shown.parameters
     answer = client.chat("terse", messages=[{"role": "user", "content": "hi"}])
     assert answer.eval_count == 3
+    # The OpenAI routes honour the Modelfile too: its parameters fill what is unset.
+    openai = server.openai()
+    ask = [{"role": "user", "content": "hi"}]
+    default = openai.chat.completions.create(model="terse", messages=ask,  # type: ignore[arg-type]
+                                             extra_body={"ignore_eos": True})  # fmt: skip
+    assert default.usage is not None and default.usage.completion_tokens == 3
+    explicit = openai.chat.completions.create(model="terse", messages=ask, max_tokens=5,  # type: ignore[arg-type]
+                                              extra_body={"ignore_eos": True})  # fmt: skip
+    assert explicit.usage is not None and explicit.usage.completion_tokens == 5
     client.delete("terse")
 
 

@@ -275,3 +275,23 @@ def tool_call_deltas(deltas: list[ToolDelta]) -> list[dict[str, Any]]:
             item["function"]["name"] = delta.name
         out.append(item)
     return out
+
+
+#: Modelfile PARAMETER names (Ollama's) to the OpenAI/vLLM fields they set.
+_MODELFILE_FIELDS = {
+    "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
+    "repeat_penalty": "repetition_penalty", "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty", "seed": "seed", "stop": "stop",
+    "num_predict": "max_tokens",
+}  # fmt: skip
+
+
+def apply_model_defaults(body: p.SamplingFields, parameters: dict[str, Any]) -> None:
+    """A registered model's Modelfile PARAMETERs fill the fields the request left unset."""
+    for name, value in parameters.items():
+        field_name = _MODELFILE_FIELDS.get(name)
+        if field_name is None or field_name in body.model_fields_set:
+            continue
+        if field_name == "max_tokens" and isinstance(value, int) and value < 0:
+            value = None  # Ollama's -1/-2: no limit.
+        setattr(body, field_name, value)

@@ -25,6 +25,7 @@ from llmport.api.serving import Delta
 from llmport.api.state import app_state
 from llmport.api.streaming import DONE, sse, until_disconnect
 from llmport.errors import LlmportError
+from llmport.store.refs import find_record
 from llmport.types import GenerationRequest, SamplingParams
 
 router = APIRouter()
@@ -48,6 +49,7 @@ async def list_models(request: Request) -> p.ModelList:
 async def create_completion(
     body: p.CompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
+    _apply_record(request, body)
     requests = convert.to_completion_requests(body)
     stream = await serving.start(request, requests)
     prompts = [r.prompt or "" for r in requests] if body.echo else None
@@ -62,6 +64,9 @@ async def create_completion(
 async def create_chat_completion(
     body: p.ChatCompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
+    system = _apply_record(request, body)
+    if system and not any(m.role in ("system", "developer") for m in body.messages):
+        body.messages.insert(0, p.ChatMessage(role="system", content=system))
     parser_name = app_state(request).tool_call_parser
     generation, parser = convert.to_chat_request(body, parser_name)
     generation.chat_template = app_state(request).chat_template(body.model)
@@ -121,6 +126,15 @@ async def detokenize(body: p.DetokenizeRequest, request: Request) -> p.Detokeniz
 
 
 # -- the shared plumbing --------------------------------------------------------------
+
+
+def _apply_record(request: Request, body: p.SamplingFields) -> str | None:
+    """A registered model's Modelfile settings: parameters as defaults; its SYSTEM."""
+    record = find_record(body.model, app_state(request).library.home)
+    if record is None:
+        return None
+    convert.apply_model_defaults(body, record.parameters)
+    return record.system
 
 
 def _event_stream(
