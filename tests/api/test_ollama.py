@@ -200,5 +200,11 @@ def test_format_json_and_schema_are_enforced(
                          options={"num_predict": 200})  # fmt: skip
     assert answer.message.content is not None
     assert isinstance(json.loads(answer.message.content)["ok"], bool)
+    # Any JSON object: a random model may ramble past the budget ("length"); when it
+    # stops by itself the object is complete and parses.
     generated = client.generate(model, "{", format="json", options={"num_predict": 300})
-    assert isinstance(json.loads(generated.response), dict)
+    assert generated.done_reason in {"stop", "length"}
+    if generated.done_reason == "stop":
+        assert isinstance(json.loads(generated.response), dict)
+    else:
+        assert generated.response.startswith("{")

@@ -184,7 +184,11 @@ def test_structured_outputs_follow_the_schema(server: Server, model_paths: list[
         model=str(model_paths[1]), prompt="{", max_tokens=300, temperature=0,
         extra_body={"response_format": {"type": "json_object"}},
     )  # fmt: skip
-    assert isinstance(json.loads(reply.choices[0].text), dict)
+    # Any JSON object may outrun the budget on a random model; stopped, it parses.
+    if reply.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(reply.choices[0].text), dict)
+    else:
+        assert reply.choices[0].text.startswith("{")
 
 
 def prefill_tokens(server: Server, model: str) -> float:
