@@ -31,7 +31,8 @@ TOOLS: list[dict[str, Any]] = [
         "properties": {"city": {"type": "string", "maxLength": 10},
                        "days": {"type": "integer", "minimum": 1, "maximum": 5}},
         "required": ["city"]}}},
-    {"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}},
+    {"type": "function", "function": {"name": "now", "parameters": {
+        "type": "object", "additionalProperties": False}}},
 ]  # fmt: skip
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 

@@ -54,7 +54,7 @@ TOOLS = [
         },
         "required": ["city", "days"]}}},
     {"type": "function", "function": {"name": "now", "parameters": {
-        "type": "object", "properties": {}}}},
+        "type": "object", "properties": {}, "additionalProperties": False}}},
 ]  # fmt: skip
 
 
