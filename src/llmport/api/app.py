@@ -15,13 +15,11 @@ from llmport.api.metrics import Metrics
 from llmport.api.ollama.generate import router as ollama_generate_router
 from llmport.api.ollama.models import router as ollama_models_router
 from llmport.api.openai.routes import router as openai_router
+from llmport.api.serving import CLIENT_CLOSED
 from llmport.api.state import AppState, app_state
 from llmport.api.streaming import ClientGone
 from llmport.manager.manager import ModelManager
 from llmport.store.library import Library
-
-#: Status logged for a request whose client left (nginx's convention; never sent).
-CLIENT_CLOSED_REQUEST = 499
 
 
 def create_app(
@@ -79,4 +77,4 @@ async def _metrics(request: Request) -> Response:
 
 
 async def _client_gone(_: Request, __: Exception) -> Response:
-    return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return Response(status_code=CLIENT_CLOSED)

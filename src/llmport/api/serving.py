@@ -20,7 +20,7 @@ from llmport.manager.loaded import LoadedModel
 from llmport.manager.manager import ModelManager
 from llmport.types import GenerationRequest, Output, Request
 
-#: Status recorded when the client went away before the answer was complete.
+#: Status for a request whose client left before the answer was complete (nginx's 499).
 CLIENT_CLOSED = 499
 
 

@@ -10,7 +10,7 @@ from llmport.api.metrics import Metrics
 from llmport.chat.templates import is_jinja
 from llmport.manager.manager import ModelManager
 from llmport.store.library import Library
-from llmport.store.refs import find_record
+from llmport.store.registry import ModelRecord
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,12 @@ class AppState:
     #: ``--chat-template``, by served name ("*": every model).
     chat_templates: dict[str, str] = field(default_factory=dict)
 
-    def chat_template(self, name: str) -> str | None:
+    def chat_template(self, name: str, record: ModelRecord | None) -> str | None:
         """The Jinja2 template that overrides the model's own for ``name``, if any:
-        ``--chat-template``, else a Jinja2 TEMPLATE from the model's Modelfile."""
+        ``--chat-template``, else a Jinja2 TEMPLATE from its ``record`` (Modelfile)."""
         found = self.chat_templates.get(name) or self.chat_templates.get("*")
         if found is not None:
             return found
-        record = find_record(name, self.library.home) if name else None
         if record is not None and record.template and is_jinja(record.template):
             return record.template
         return None

@@ -14,7 +14,6 @@ from llmport.errors import InvalidParameter
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-DEFAULT_KEEP_ALIVE = "5m"
 
 
 def parse_keep_alive(value: str | float | None) -> float | None:

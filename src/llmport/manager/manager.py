@@ -251,9 +251,6 @@ class ModelManager:
     def loaded(self) -> list[LoadedModel]:
         return list(self._loaded.values())
 
-    def num_in_flight(self, model: LoadedModel) -> int:
-        return self._num_in_flight[model.key]
-
     async def unload(self, name: str) -> bool:
         """Unload ``name`` now if it is loaded and idle (Ollama's ``keep_alive: 0``)."""
         path = await asyncio.to_thread(self.catalog.resolve, name)

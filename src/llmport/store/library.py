@@ -95,7 +95,7 @@ def _file_record(name: str, path: Path, sha256: str | None = None) -> ModelRecor
         name=name,
         source=str(path),
         files=[ModelFile(str(path), digest, stat.st_size)],
-        metadata=metadata_of(path),
+        metadata=metadata_of(info),
         license=[info.license] if info.license else [],
         modified=stat.st_mtime,
     )

@@ -35,7 +35,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
 from llmport.errors import ChecksumMismatch, InsufficientStorage, ModelNotFound, PullFailed
-from llmport.store.gguf_info import read_gguf_info
+from llmport.store.gguf_info import GGUFInfo, read_gguf_info
 from llmport.store.hf_ref import HfRef, choose_files, is_safe_repo_path, parse_hf_ref
 from llmport.store.registry import ModelFile, ModelRecord, Registry
 
@@ -92,7 +92,7 @@ def pull(text: str, registry: Registry, report: ProgressCallback | None = None) 
             ModelFile(str(path), remote.sha256 or "", remote.size)
             for path, remote in zip(paths, files, strict=True)
         ],
-        metadata=metadata_of(paths[0]) | {"quant": quant},
+        metadata=metadata_of(info) | {"quant": quant},
         license=[info.license] if info.license else [],
     )
     say(Progress("writing manifest"))
@@ -101,9 +101,8 @@ def pull(text: str, registry: Registry, report: ProgressCallback | None = None) 
     return record
 
 
-def metadata_of(path: Path) -> dict[str, object]:
-    """What ``show`` and ``/api/show`` print, read once when a model is registered."""
-    info = read_gguf_info(path)
+def metadata_of(info: GGUFInfo) -> dict[str, object]:
+    """What ``show`` and ``/api/show`` print, kept when a model is registered."""
     return {
         "architecture": info.architecture,
         "num_params": info.num_params,

@@ -15,13 +15,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from llmport.api import serving
 from llmport.api.ollama import convert
 from llmport.api.ollama import protocol as p
+from llmport.api.ollama.models import require_record
 from llmport.api.serving import Delta
 from llmport.api.state import app_state
 from llmport.api.streaming import until_disconnect
 from llmport.chat.templates import is_jinja, render_go_prompt
 from llmport.chat.tools import ToolCall, ToolParser, tool_parser
 from llmport.chat.tools.base import Parsed
-from llmport.errors import InvalidParameter, LlmportError, ModelNotFound, UnsupportedOption
+from llmport.errors import InvalidParameter, LlmportError, UnsupportedOption
 from llmport.manager.keep_alive import parse_keep_alive
 from llmport.store.registry import ModelRecord
 from llmport.types import GenerationRequest, Output, SamplingParams
@@ -55,7 +56,7 @@ async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | 
     elif record.template or record.metadata.get("chat_template"):
         messages = [{"role": "system", "content": system}] if system else []
         generation.messages = [*messages, {"role": "user", "content": body.prompt}]
-        generation.chat_template = app_state(request).chat_template(body.model)
+        generation.chat_template = app_state(request).chat_template(body.model, record)
     else:  # A base model without a chat template: the prompt is the text to continue.
         generation.prompt = f"{system}\n\n{body.prompt}" if system else body.prompt
     context = list(body.context or [])
@@ -81,7 +82,7 @@ async def chat(body: p.ChatRequest, request: Request) -> JSONResponse | Streamin
         messages=preset + messages,
         tools=body.tools,
         keep_alive=parse_keep_alive(body.keep_alive),
-        chat_template=app_state(request).chat_template(body.model),
+        chat_template=app_state(request).chat_template(body.model, record),
     )
     parser = tool_parser(app_state(request).tool_call_parser) if body.tools else None
     return await _respond(request, body.model, generation, "message", body.stream, None, parser)
@@ -113,10 +114,7 @@ async def embeddings(body: p.EmbeddingsRequest, request: Request) -> dict[str, A
 
 
 def _record(request: Request, name: str) -> ModelRecord:
-    try:
-        return app_state(request).library.record(name)
-    except ModelNotFound:
-        raise ModelNotFound(f"model '{name}' not found", param="model") from None
+    return require_record(app_state(request).library, name)
 
 
 def _params(

@@ -74,7 +74,7 @@ async def ps(request: Request) -> dict[str, Any]:
 
 @router.post("/api/show")
 async def show(body: p.ModelRequest, request: Request) -> dict[str, Any]:
-    record = await asyncio.to_thread(_require, app_state(request).library, body.target)
+    record = await asyncio.to_thread(require_record, app_state(request).library, body.target)
     meta = record.metadata
     arch = str(meta.get("architecture", ""))
     template = record.template or meta.get("chat_template") or ""
@@ -160,7 +160,8 @@ def _value(value: object) -> str:
     return json.dumps(value) if isinstance(value, str) else str(value)
 
 
-def _require(library: Library, name: str) -> ModelRecord:
+def require_record(library: Library, name: str) -> ModelRecord:
+    """The record for ``name``, or Ollama's 404: ``model 'x' not found``."""
     try:
         return library.record(name)
     except ModelNotFound:
@@ -175,7 +176,7 @@ def _maybe_record(library: Library, name: str) -> ModelRecord | None:
 
 
 def _copy(library: Library, source: str, destination: str) -> None:
-    _require(library, source)
+    require_record(library, source)
     library.copy(source, destination)
 
 

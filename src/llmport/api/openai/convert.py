@@ -70,17 +70,29 @@ def to_completion_requests(body: p.CompletionRequest) -> list[GenerationRequest]
     if body.suffix:
         raise UnsupportedOption("suffix (fill-in-the-middle) is not supported", param="suffix")
     params = to_sampling_params(body, body.max_tokens, body.logprobs)
-    keep_alive = parse_keep_alive(body.keep_alive)
-    prompts = _prompts(body.prompt)
+    return _per_prompt("cmpl", body.model, _prompts(body.prompt), params, body.keep_alive)
+
+
+def _per_prompt(
+    kind: str,
+    model: str,
+    prompts: list[str | list[int]],
+    params: SamplingParams,
+    keep_alive: str | float | None,
+    embed: bool = False,
+) -> list[GenerationRequest]:
+    """One engine request per prompt, ids ``KIND-BASE-INDEX``."""
+    seconds = parse_keep_alive(keep_alive)
     base = uuid.uuid4().hex
     return [
         GenerationRequest(
-            request_id=f"cmpl-{base}-{i}",
-            model=body.model,
+            request_id=f"{kind}-{base}-{i}",
+            model=model,
             params=params,
             prompt=prompt if isinstance(prompt, str) else None,
             prompt_token_ids=prompt if isinstance(prompt, list) else None,
-            keep_alive=keep_alive,
+            keep_alive=seconds,
+            embed=embed,
         )
         for i, prompt in enumerate(prompts)
     ]
@@ -93,20 +105,8 @@ def to_embedding_requests(body: p.EmbeddingRequest) -> list[GenerationRequest]:
             "only sound for models trained for it",
             param="dimensions",
         )
-    keep_alive = parse_keep_alive(body.keep_alive)
-    base = uuid.uuid4().hex
-    return [
-        GenerationRequest(
-            request_id=f"embd-{base}-{i}",
-            model=body.model,
-            params=SamplingParams(),
-            prompt=item if isinstance(item, str) else None,
-            prompt_token_ids=item if isinstance(item, list) else None,
-            keep_alive=keep_alive,
-            embed=True,
-        )
-        for i, item in enumerate(_prompts(body.input))
-    ]
+    prompts = _prompts(body.input)
+    return _per_prompt("embd", body.model, prompts, SamplingParams(), body.keep_alive, True)
 
 
 def embedding_data(vector: list[float], encoding_format: str) -> list[float] | str:

@@ -26,6 +26,7 @@ from llmport.api.state import app_state
 from llmport.api.streaming import DONE, sse, until_disconnect
 from llmport.errors import LlmportError
 from llmport.store.refs import find_record
+from llmport.store.registry import ModelRecord
 from llmport.types import GenerationRequest, SamplingParams
 
 router = APIRouter()
@@ -49,7 +50,7 @@ async def list_models(request: Request) -> p.ModelList:
 async def create_completion(
     body: p.CompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
-    _apply_record(request, body)
+    _apply_record(body, _find_record(request, body.model))
     requests = convert.to_completion_requests(body)
     stream = await serving.start(request, requests)
     prompts = [r.prompt or "" for r in requests] if body.echo else None
@@ -64,12 +65,13 @@ async def create_completion(
 async def create_chat_completion(
     body: p.ChatCompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
-    system = _apply_record(request, body)
+    record = _find_record(request, body.model)
+    system = _apply_record(body, record)
     if system and not any(m.role in ("system", "developer") for m in body.messages):
         body.messages.insert(0, p.ChatMessage(role="system", content=system))
     parser_name = app_state(request).tool_call_parser
     generation, parser = convert.to_chat_request(body, parser_name)
-    generation.chat_template = app_state(request).chat_template(body.model)
+    generation.chat_template = app_state(request).chat_template(body.model, record)
     stream = await serving.start(request, [generation])
     builder = ChatBuilder(body, generation.request_id, parser_name if parser else None)
     if body.stream:
@@ -110,7 +112,9 @@ async def tokenize(body: p.TokenizeRequest, request: Request) -> p.TokenizeRespo
                 messages=[convert.to_message(m) for m in body.messages],
                 tools=body.tools,
                 add_generation_prompt=body.add_generation_prompt,
-                chat_template=app_state(request).chat_template(body.model),
+                chat_template=app_state(request).chat_template(
+                    body.model, _find_record(request, body.model)
+                ),
             )
             text = await asyncio.to_thread(serving.render_prompt, model, generation)
             ids = await model.engine.tokenize(text, False)
@@ -128,9 +132,13 @@ async def detokenize(body: p.DetokenizeRequest, request: Request) -> p.Detokeniz
 # -- the shared plumbing --------------------------------------------------------------
 
 
-def _apply_record(request: Request, body: p.SamplingFields) -> str | None:
+def _find_record(request: Request, name: str) -> ModelRecord | None:
+    """The registry's record for ``name`` (pulled, copied or created), if any."""
+    return find_record(name, app_state(request).library.home)
+
+
+def _apply_record(body: p.SamplingFields, record: ModelRecord | None) -> str | None:
     """A registered model's Modelfile settings: parameters as defaults; its SYSTEM."""
-    record = find_record(body.model, app_state(request).library.home)
     if record is None:
         return None
     convert.apply_model_defaults(body, record.parameters)
