@@ -2,6 +2,8 @@
 # Set up .venv: llama-cpp-python built from source for THIS CPU (AMX off), then llmport.
 #   scripts/install.sh         runtime only
 #   scripts/install.sh --dev   plus the test and lint tools
+# LLMPORT_VENV names another virtual environment than .venv (the tests make a
+# runtime-only one this way, reusing the cached wheel).
 # The llama.cpp wheel is cached per CPU-flags hash, so a machine with another CPU
 # (AVX2-only AMD vs AVX-512/AMX Intel) never reuses a build that would crash there.
 set -euo pipefail
@@ -9,24 +11,25 @@ cd "$(dirname "$0")/.."
 
 LLAMA_CPP_VERSION=0.3.36
 PYTHON=${PYTHON:-python3}
+VENV=${LLMPORT_VENV:-.venv}
 AMX_OFF="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 export CMAKE_ARGS="-DGGML_NATIVE=ON -DCMAKE_C_FLAGS='${AMX_OFF}' -DCMAKE_CXX_FLAGS='${AMX_OFF}'"
 
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip wheel >/dev/null
 
 cpu_key=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo | sha256sum | cut -c1-16)
 wheel_dir=${LLMPORT_WHEEL_CACHE:-$HOME/.cache/llmport/wheels}/$cpu_key
-installed=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('llama-cpp-python'))" 2>/dev/null || true)
-if [ "$installed" != "$LLAMA_CPP_VERSION" ] || [ ! -f .venv/.llama-cpu-key ] || [ "$(cat .venv/.llama-cpu-key)" != "$cpu_key" ]; then
+installed=$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('llama-cpp-python'))" 2>/dev/null || true)
+if [ "$installed" != "$LLAMA_CPP_VERSION" ] || [ ! -f "$VENV/.llama-cpu-key" ] || [ "$(cat "$VENV/.llama-cpu-key")" != "$cpu_key" ]; then
     if ! ls "$wheel_dir"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
         echo "building llama-cpp-python $LLAMA_CPP_VERSION for this CPU (about 10 minutes on 2 cores)..."
         "${pip[@]}" wheel --no-deps --no-cache-dir --no-binary llama-cpp-python \
             "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$wheel_dir"
     fi
     "${pip[@]}" install --force-reinstall --no-deps "$wheel_dir"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl
-    echo "$cpu_key" > .venv/.llama-cpu-key
+    echo "$cpu_key" > "$VENV/.llama-cpu-key"
 fi
 
 if [ "${1:-}" = "--dev" ]; then
@@ -34,4 +37,4 @@ if [ "${1:-}" = "--dev" ]; then
 else
     "${pip[@]}" install -e .
 fi
-echo "llmport installed in .venv (llama.cpp wheel: $wheel_dir)"
+echo "llmport installed in $VENV (llama.cpp wheel: $wheel_dir)"

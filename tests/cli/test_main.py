@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pty
+import select
 import signal
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fake_hub import FakeHub
@@ -93,6 +97,84 @@ def test_interactive_chat_with_multiline_set_and_bye(
     assert process.returncode == 0, err
     assert b"Set parameter 'num_predict' to '4'" in err
     assert out.count(b"\n\n") >= 2  # Two answers, each followed by a blank line.
+
+
+@pytest.mark.slow
+def test_interactive_base_model_session_stops_on_ctrl_c(cli_env: dict[str, str]) -> None:
+    """The embedded Gemma is a base model: run says so, answers end by themselves, and
+    Ctrl-C (typed at the terminal) stops an answer, aborting it in the engine."""
+    env = {**os.environ, **cli_env, "HF_HUB_OFFLINE": "1"}
+    session = _TerminalSession(["run", "gemma3:270m"], env)
+    try:
+        session.expect(b">>> ")
+        assert b"base model" in session.seen
+        session.type(b"/set parameter temperature 0\n")
+        session.expect(b">>> ")
+        session.type(b"The capital of France is\n")
+        session.expect(b">>> ", timeout=240)  # Ends by itself within the default length.
+        session.type(b"/set parameter num_predict 100000\n")
+        session.expect(b">>> ")
+        session.type(b"Once upon a time\n")
+        _wait_running(cli_env, 1)
+        session.type(b"\x03")  # Ctrl-C mid-answer: back to the prompt.
+        session.expect(b">>> ")
+        _wait_running(cli_env, 0)
+        session.type(b"\x03")  # Ctrl-C at the prompt leaves.
+        assert session.process.wait(timeout=30) == 0
+    finally:
+        session.close()
+
+
+def _wait_running(cli_env: dict[str, str], count: int) -> None:
+    """Wait until the server's running-sequence gauge for any model reads ``count``."""
+    url = f"http://{cli_env['LLMPORT_HOST']}/metrics"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        lines = httpx.get(url, timeout=5).text.splitlines()
+        values = [float(ln.split()[-1]) for ln in lines
+                  if ln.startswith("llmport_num_requests_running{")]  # fmt: skip
+        if values and sum(values) == count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"llmport_num_requests_running never reached {count}")
+
+
+class _TerminalSession:
+    """``llmport ARGS`` with a pseudo-terminal as its controlling terminal, so typed
+    control characters become signals as they do for a user."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.main, child = pty.openpty()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "llmport.cli.main", *args],
+            stdin=child, stdout=child, stderr=child, env=env, preexec_fn=_take_terminal,
+        )  # fmt: skip
+        os.close(child)
+        self.seen = b""
+
+    def type(self, data: bytes) -> None:
+        self.seen = b""
+        os.write(self.main, data)
+
+    def expect(self, marker: bytes, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while marker not in self.seen:
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([self.main], [], [], max(remaining, 0))
+            if not ready:
+                raise AssertionError(f"no {marker!r} within {timeout}s; saw {self.seen!r}")
+            self.seen += os.read(self.main, 4096)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.main)
+
+
+def _take_terminal() -> None:
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def test_run_with_a_missing_model_fails_with_one_line(

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,7 +77,7 @@ class Client:
         _raise_for_error(response)
         return response.json() if response.content else None
 
-    def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def stream(self, path: str, body: dict[str, Any]) -> Generator[dict[str, Any], None, None]:
         """NDJSON objects as the server sends them; an ``error`` line raises."""
         try:
             with self.http.stream("POST", path, json=body) as response:
