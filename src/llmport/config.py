@@ -5,6 +5,7 @@ Bad values fail here, at start-up, not on the first request.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -128,6 +129,29 @@ class ServerSettings(BaseSettings):
     tool_call_parser: str | None = Field(
         default=None, description="Tool-call format: " + ", ".join(TOOL_CALL_PARSERS) + "."
     )
+    models_dir: Path | None = Field(
+        default=None,
+        description="Serve every GGUF under this folder by its relative name without "
+        "'.gguf' (a.gguf: a, sub/b.gguf: sub/b), loaded on demand.",
+    )
+    allow_model_paths: bool | None = Field(
+        default=None,
+        description="Load a .gguf file a request names by path; default: only when the "
+        "server listens on loopback alone.",
+    )
+    shutdown_timeout: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds in-flight requests may take to finish after SIGTERM or Ctrl-C; "
+        "then they end with an error.",
+    )
+
+    @property
+    def accepts_model_paths(self) -> bool:
+        """Paths from clients: as set, else only when nothing but this machine can ask."""
+        if self.allow_model_paths is not None:
+            return self.allow_model_paths
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
 
     @model_validator(mode="before")
     @classmethod
@@ -173,3 +197,26 @@ class ServerSettings(BaseSettings):
                 param="tool_call_parser",
             )
         return value
+
+
+class RequestLimits(BaseSettings):
+    """Per-request limits (``LLMPORT_*``); the defaults fit any model llama.cpp runs."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMPORT_", extra="ignore", frozen=True)
+
+    max_request_bytes: int = Field(
+        default=8 << 20, ge=1024, description="Largest request body in bytes; larger get 413."
+    )
+    max_n: int = Field(default=128, ge=1, description="Most choices (n) one request may ask.")
+    max_prompt_chars: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most characters (or token ids) in one prompt, or in all of a chat's "
+        "messages, checked before tokenizing.",
+    )
+    max_prompts: int = Field(
+        default=2048,
+        ge=1,
+        description="Most prompts in one completion, or inputs in one embedding request.",
+    )
+    max_messages: int = Field(default=4096, ge=1, description="Most messages in one chat.")

@@ -118,6 +118,14 @@ class EngineDead(ServerError):
     code = "engine_dead"
 
 
+class ServerShuttingDown(ServerError):
+    """The server is draining: no new work, and what is still running after the grace
+    period ends with this."""
+
+    status = 503
+    code = "server_shutting_down"
+
+
 def _subclasses(cls: type[LlmportError]) -> list[type[LlmportError]]:
     return [cls, *(s for sub in cls.__subclasses__() for s in _subclasses(sub))]
 

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from llmport import __version__
 from llmport.api.auth import ApiKeyMiddleware
 from llmport.api.errors import install_error_handlers
+from llmport.api.limits import BodySizeLimit
 from llmport.api.metrics import Metrics
 from llmport.api.ollama.generate import router as ollama_generate_router
 from llmport.api.ollama.models import router as ollama_models_router
@@ -18,6 +19,7 @@ from llmport.api.openai.routes import router as openai_router
 from llmport.api.serving import CLIENT_CLOSED
 from llmport.api.state import AppState, app_state
 from llmport.api.streaming import ClientGone
+from llmport.config import RequestLimits
 from llmport.manager.manager import ModelManager
 from llmport.store.library import Library
 
@@ -29,6 +31,7 @@ def create_app(
     preload: dict[str, float | None] | None = None,
     tool_call_parser: str = "hermes",
     chat_templates: dict[str, str] | None = None,
+    limits: RequestLimits | None = None,
 ) -> FastAPI:
     """The app owns ``manager`` from start-up to shutdown (it closes it on exit).
 
@@ -46,17 +49,20 @@ def create_app(
             await manager.close()
 
     app = FastAPI(title="llmport", version=__version__, lifespan=lifespan)
-    library = Library(manager.catalog.cache_dir)
+    library = Library(manager.catalog.cache_dir, manager.catalog.sources)
+    limits = limits or RequestLimits()
     app.state.llmport = AppState(
         manager=manager,
         metrics=Metrics(),
         library=library,
         tool_call_parser=tool_call_parser,
         chat_templates=dict(chat_templates or {}),
+        limits=limits,
     )
     install_error_handlers(app)
     app.add_exception_handler(ClientGone, _client_gone)
-    if api_key:
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
+    if api_key:  # Added last, so it runs first: no body is read for a wrong key.
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
     app.include_router(openai_router)
     app.include_router(ollama_generate_router)

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from starlette.requests import Request as HttpRequest
 
+from llmport.api.limits import check_requests
 from llmport.api.metrics import Metrics
 from llmport.api.state import app_state
 from llmport.api.streaming import merge, until_disconnect
@@ -101,6 +102,7 @@ async def start(request: HttpRequest, requests: list[GenerationRequest]) -> Asyn
     """Start generating; returns once the first delta is in (or raises the refusal), so a
     refused request answers with its own status code. Items are (request index, delta)."""
     state = app_state(request)
+    check_requests(state.limits, requests)
     stream = merge([generate(state.manager, state.metrics, r) for r in requests])
     first = await until_disconnect(request, anext(stream))
     return _prepend(first, stream)

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from llmport.api.metrics import Metrics
 from llmport.chat.templates import is_jinja
+from llmport.config import RequestLimits
 from llmport.manager.manager import ModelManager
 from llmport.store.library import Library
 from llmport.store.registry import ModelRecord
@@ -18,6 +19,7 @@ class AppState:
     manager: ModelManager
     metrics: Metrics
     library: Library
+    limits: RequestLimits = field(default_factory=RequestLimits)
     #: The format tool calls are parsed from (``--tool-call-parser``).
     tool_call_parser: str = "hermes"
     #: ``--chat-template``, by served name ("*": every model).

@@ -18,7 +18,7 @@ import json
 import math
 from typing import Any, NoReturn
 
-from llmport.errors import UnsupportedOption
+from llmport.errors import InvalidParameter, UnsupportedOption
 
 #: Keywords that only annotate a schema: they constrain nothing.
 _ANNOTATIONS = frozenset({
@@ -46,6 +46,13 @@ value ::= object | array | string | number | boolean | null
 object ::= "{" ws ( string ws ":" ws value ( "," ws string ws ":" ws value ){0,63} )? ws "}"
 array ::= "[" ws ( value ( "," ws value ){0,63} )? ws "]"
 """
+#: Largest schema (as JSON) compiled per request; compiling runs on the request's time.
+MAX_SCHEMA_BYTES = 64 * 1024
+#: Largest bound on a repetition (``maxLength``, ``maxItems``): llama.cpp expands each
+#: repetition into that many rules when it parses the grammar.
+MAX_REPEAT = 4096
+MAX_OPTIONAL_PROPERTIES = 64
+
 JSON_OBJECT_GRAMMAR = "root ::= object\n" + _BASE_RULES
 
 
@@ -62,6 +69,7 @@ def response_grammar(kind: str, schema: Any = None) -> str | None:
 
 def json_schema_grammar(schema: Any) -> str:
     """The GBNF grammar of ``schema``; UnsupportedOption for what it cannot express."""
+    check_schema_size(schema, "response_format")
     builder = GrammarBuilder()
     return builder.render(builder.schema(schema, "#"))
 
@@ -162,6 +170,13 @@ class GrammarBuilder:
             for key, value in properties.items()
         }
         optional = [k for k in properties if k not in required]
+        if not required and len(optional) > MAX_OPTIONAL_PROPERTIES:
+            # Without a required member, each optional one starts an alternative that
+            # lists those after it: the grammar grows with the square of their number.
+            _refuse(
+                f"more than {MAX_OPTIONAL_PROPERTIES} properties in an object with none required",
+                where,
+            )
         if required:
             body = ' "," ws '.join(members[k] for k in required)
             body += "".join(f' ( "," ws {members[k]} )?' for k in optional)
@@ -175,8 +190,8 @@ class GrammarBuilder:
 
     def _array(self, schema: dict[str, Any], where: str) -> str:
         item = self.visit(schema.get("items", True), f"{where}/items")
-        low, high = int(schema.get("minItems", 0)), schema.get("maxItems")
-        high = 64 if high is None else int(high)
+        low = _count(schema, "minItems", 0, where)
+        high = _count(schema, "maxItems", 64, where)
         if high < low:
             _refuse("maxItems below minItems", where)
         if high == 0:
@@ -186,8 +201,8 @@ class GrammarBuilder:
         return f'"[" ws {inner if low else f"( {inner} )?"} ws "]"'
 
     def _string(self, schema: dict[str, Any], where: str) -> str:
-        low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
-        high = 256 if high is None else int(high)
+        low = _count(schema, "minLength", 0, where)
+        high = _count(schema, "maxLength", 256, where)
         if high < low:
             _refuse("maxLength below minLength", where)
         return f'"\\"" char{{{low},{high}}} "\\""'
@@ -216,6 +231,28 @@ class GrammarBuilder:
 
     def _null(self, schema: dict[str, Any], where: str) -> str:
         return "null"
+
+
+def check_schema_size(schema: Any, param: str) -> None:
+    """Refuse a schema too large to compile on a request's time (before compiling it)."""
+    size = len(json.dumps(schema, default=str))
+    if size > MAX_SCHEMA_BYTES:
+        raise InvalidParameter(
+            f"{param}: the schema is {size} bytes of JSON; at most {MAX_SCHEMA_BYTES} are accepted",
+            param=param,
+        )
+
+
+def _count(schema: dict[str, Any], key: str, default: int, where: str) -> int:
+    """A length or item bound: a whole number no larger than a grammar can repeat."""
+    value = schema.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _refuse(f"{key} {value!r} (a whole number >= 0 is needed)", where)
+    if value > MAX_REPEAT:
+        _refuse(f"{key} {value} (llama.cpp grammars repeat at most {MAX_REPEAT} times)", where)
+    return value
 
 
 def _implied_type(schema: dict[str, Any]) -> str | None:

@@ -14,12 +14,12 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 
-from llmport.config import EngineConfig, ServerSettings
+from llmport.config import EngineConfig, RequestLimits, ServerSettings
 from llmport.errors import LlmportError, UnsupportedOption
 from llmport.manager.catalog import Catalog
 from llmport.manager.settings import ManagerSettings
 from llmport.store.embedded import default_cache_dir
-from llmport.store.refs import resolve_model
+from llmport.store.refs import ModelSources, resolve_model
 
 Opt = typer.Option
 S = TypeVar("S", bound=BaseModel)
@@ -50,6 +50,26 @@ def serve(
     max_loaded_models: Annotated[int | None, Opt(help="Models loaded at once [3].")] = None,
     max_queue: Annotated[int | None, Opt(help="Waiting requests per model [512].")] = None,
     memory_budget: Annotated[str | None, Opt(help="Memory for models [80% available].")] = None,
+    models_dir: Annotated[
+        Path | None, Opt(help="Serve every GGUF under this folder by its relative name.")
+    ] = None,
+    allow_model_paths: Annotated[
+        bool | None, Opt(help="Load .gguf paths named by requests [only on loopback].")
+    ] = None,
+    shutdown_timeout: Annotated[
+        float | None, Opt(help="Seconds in-flight requests get after SIGTERM [10].")
+    ] = None,
+    max_request_bytes: Annotated[
+        int | None, Opt(help="Largest body; more get 413 [8 MiB].")
+    ] = None,
+    max_n: Annotated[int | None, Opt(help="Most choices (n) per request [128].")] = None,
+    max_prompt_chars: Annotated[
+        int | None, Opt(help="Most characters in a prompt or a chat [1000000].")
+    ] = None,
+    max_prompts: Annotated[
+        int | None, Opt(help="Most prompts (or embedding inputs) per request [2048].")
+    ] = None,
+    max_messages: Annotated[int | None, Opt(help="Most messages in a chat [4096].")] = None,
 ) -> None:
     """Serve the OpenAI API for every model on one port; models load on first request."""
     flags = {k: v for k, v in locals().items() if v is not None and k != "models"}
@@ -57,6 +77,7 @@ def serve(
         server = _settings(ServerSettings, flags)
         engine = _settings(EngineConfig, flags)
         manager_settings = _settings(ManagerSettings, flags)
+        limits = _settings(RequestLimits, flags)
         _check_gpu(server)
         aliases, preload = _preload_names(models or [], server.served_model_name)
         templates = _chat_templates(server.chat_template, [*aliases, *preload])
@@ -65,8 +86,10 @@ def serve(
     except LlmportError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(2) from error
-    _run(server, engine, manager_settings, aliases, {name: keep for name in preload}, sock,
-         templates)  # fmt: skip
+    sources = ModelSources(server.models_dir, server.accepts_model_paths)
+    catalog = Catalog(default_cache_dir(), aliases, sources)
+    _run(server, engine, manager_settings, catalog, limits, {name: keep for name in preload},
+         sock, templates)  # fmt: skip
 
 
 def _settings(cls: type[S], flags: dict[str, Any]) -> S:
@@ -138,7 +161,8 @@ def _run(
     server: ServerSettings,
     engine: EngineConfig,
     manager_settings: ManagerSettings,
-    aliases: dict[str, Path],
+    catalog: Catalog,
+    limits: RequestLimits,
     preload: dict[str, float | None],
     sock: socket.socket,
     chat_templates: dict[str, str],
@@ -146,19 +170,23 @@ def _run(
     import uvicorn
 
     from llmport.api.app import create_app
+    from llmport.api.shutdown import DrainingServer
     from llmport.manager.manager import ModelManager
 
     # A server says what it loads and unloads; -v adds engine and llama.cpp detail.
     llmport_logger = logging.getLogger("llmport")
     llmport_logger.setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
-    manager = ModelManager(manager_settings, engine, Catalog(default_cache_dir(), aliases))
+    manager = ModelManager(manager_settings, engine, catalog)
     app = create_app(
         manager,
         api_key=server.api_key,
         preload=preload,
         tool_call_parser=server.tool_call_parser or "hermes",
         chat_templates=chat_templates,
+        limits=limits,
     )
-    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[sock])
+    # uvicorn's own deadline is a backstop: the drain ends every request before it.
+    backstop = math.ceil(server.shutdown_timeout) + 5
+    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=backstop)
+    DrainingServer(config, manager, server.shutdown_timeout).run(sockets=[sock])

@@ -41,6 +41,7 @@ from llmport.engine.messages import (
     encoder,
     from_worker_decoder,
 )
+from llmport.engine.pipe import AsyncPipe, PipeClosed
 from llmport.engine.worker import run_worker
 from llmport.errors import (
     EngineDead,
@@ -108,13 +109,12 @@ class EngineClient:
 
     def __init__(self, process: BaseProcess, conn: Connection, ready: Ready) -> None:
         self._process = process
-        self._conn = conn
         self.info = ready
         self._queues: dict[str, asyncio.Queue[_Item]] = {}
         self._dead: LlmportError | None = None
         self._calls: dict[int, asyncio.Future[Reply]] = {}
         self._call_ids = itertools.count()
-        asyncio.get_running_loop().add_reader(conn.fileno(), self._on_readable)
+        self._pipe = AsyncPipe(conn, self._on_message, self._on_worker_death)
 
     @classmethod
     async def start(cls, model_path: Path, config: EngineConfig) -> EngineClient:
@@ -199,7 +199,6 @@ class EngineClient:
     async def close(self) -> None:
         """Stop the worker: politely, then by force."""
         loop = asyncio.get_running_loop()
-        loop.remove_reader(self._conn.fileno())
         if self._process.is_alive():
             with contextlib.suppress(EngineDead):
                 self._send(Shutdown())
@@ -207,23 +206,20 @@ class EngineClient:
         if self._process.is_alive():
             self._process.kill()
             await loop.run_in_executor(None, self._process.join, 5)
-        self._conn.close()
+        self._pipe.close()
         self._fail_all(EngineDead("the engine was closed"))
 
     # -- plumbing ------------------------------------------------------------------
 
     def _send(self, message: ToWorker) -> None:
+        """Queue ``message`` for the worker; a full pipe waits, only a closed one fails."""
         try:
-            self._conn.send_bytes(encoder.encode(message))
-        except OSError as error:
-            raise EngineDead(f"the worker is gone ({error})") from error
+            self._pipe.send(encoder.encode(message))
+        except PipeClosed:
+            raise self._dead or EngineDead("the worker's pipe is closed") from None
 
-    def _on_readable(self) -> None:
-        try:
-            while self._conn.poll():
-                self._dispatch(from_worker_decoder.decode(self._conn.recv_bytes()))
-        except (EOFError, OSError):
-            self._on_worker_death()
+    def _on_message(self, data: bytes) -> None:
+        self._dispatch(from_worker_decoder.decode(data))
 
     def _dispatch(self, message: FromWorker) -> None:
         if isinstance(message, Outputs):
@@ -241,11 +237,19 @@ class EngineClient:
                 queue.put_nowait(error_from_code(message.code, message.message, message.param))
 
     def _on_worker_death(self) -> None:
-        asyncio.get_running_loop().remove_reader(self._conn.fileno())
+        """The channel ended (end of file or a broken connection): the worker is gone."""
         self._process.join(timeout=1)
         self._dead = WorkerCrashed(f"the model's worker process {_death(self._process)}")
         logger.error("%s", self._dead.message)
         self._fail_all(self._dead)
+
+    def fail_requests(self, error: LlmportError) -> None:
+        """End every request in flight with ``error`` and abort them in the worker."""
+        request_ids = list(self._queues)
+        self._fail_all(error)
+        if self._dead is None:
+            for request_id in request_ids:
+                self._send(AbortRequest(request_id))
 
     def _fail_all(self, error: LlmportError) -> None:
         for queue in self._queues.values():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from llmport.config import EngineConfig
 from llmport.engine.client import WorkerProcess
-from llmport.errors import InsufficientMemory, QueueFull
+from llmport.errors import InsufficientMemory, QueueFull, ServerShuttingDown
 from llmport.manager.catalog import Catalog
 from llmport.manager.eviction import needs_room, pick_victim
 from llmport.manager.keep_alive import parse_keep_alive
@@ -71,6 +71,7 @@ class ModelManager:
         self._num_in_flight: Counter[str] = Counter()
         self._spare: WorkerProcess | None = None
         self._closed = False
+        self._is_draining = False
 
     # -- leases --------------------------------------------------------------------
 
@@ -83,6 +84,8 @@ class ModelManager:
         ``keep_alive`` (seconds, inf = forever, 0 = unload when idle) overrides the default
         for how long the model stays once this request ends.
         """
+        if self._is_draining:
+            raise ServerShuttingDown("the server is shutting down; retry on another")
         path = await asyncio.to_thread(self.catalog.resolve, name)
         key = str(path)
         self._admit(name, key)
@@ -265,6 +268,15 @@ class ModelManager:
     async def preload(self, name: str, keep_alive: float | None = None) -> LoadedModel:
         async with self.acquire(name, keep_alive) as model:
             return model
+
+    def drain(self) -> None:
+        """A shutdown began: refuse new leases; those held go on until ``end_requests``."""
+        self._is_draining = True
+
+    def end_requests(self) -> None:
+        """End every request in every engine with ServerShuttingDown (the grace is over)."""
+        for model in self._loaded.values():
+            model.engine.fail_requests(ServerShuttingDown("the server shut down mid-answer"))
 
     def start_spare(self) -> None:
         if self.settings.warm_spare and self._spare is None:

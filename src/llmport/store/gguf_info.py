@@ -1,9 +1,12 @@
 """Read and check a GGUF file's header in pure Python, before llama.cpp sees it.
 
 llama.cpp can abort on a malformed file and its messages name no file. This reader walks the
-header with a bounds check at every step, steps over big arrays (the token list) without
-building them, and checks that every tensor's bytes lie inside the file, so a truncated
-download fails here with a clear ``InvalidModelFile`` instead of later in a worker.
+header with a bounds check at every step, refuses any count or length the rest of the file
+cannot hold before acting on it, steps over big arrays (the token list) without building them,
+and checks every tensor the way llama.cpp's loader does (shape, type, packing, bytes inside
+the file). So a truncated download or a hostile header fails here with an
+``InvalidModelFile`` that names the problem, instead of later in a worker. It reads only the
+header (mmap'd), never the tensor data: it runs before every load.
 """
 
 from __future__ import annotations
@@ -24,11 +27,16 @@ SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 4  # GGML_MAX_DIMS: llama.cpp rejects more.
 MAX_KEY_BYTES = 65_535
+MAX_TENSOR_NAME_BYTES = 63  # GGML_MAX_NAME (64) counts the terminating NUL.
 MAX_STRING_BYTES = 64 << 20  # A chat template is kilobytes; 64 MiB means a broken length.
+MAX_ARRAY_ITEMS = 1 << 30  # GGUF_MAX_ARRAY_ELEMENTS: llama.cpp refuses longer arrays.
 MAX_PER_LAYER_ITEMS = 65_536  # Per-layer arrays (head counts) are read; longer ones never are.
+MAX_LAYERS = 512  # LLAMA_MAX_LAYERS: llama.cpp aborts on more (or none) instead of failing.
+MAX_ELEMENTS = (1 << 63) - 1  # ggml counts a tensor's elements in an int64.
 # The fewest bytes one metadata entry / tensor info takes: rejects absurd counts up front.
-MIN_KV_BYTES = 8 + 1 + 4 + 1
-MIN_TENSOR_INFO_BYTES = 8 + 1 + 4 + 8 + 4 + 8
+MIN_KV_BYTES = 8 + 1 + 4 + 1  # Key length, a 1-byte key, value type, a 1-byte value.
+MIN_TENSOR_INFO_BYTES = 8 + 1 + 4 + 4 + 8  # Name length, a 1-byte name, no dims, type, offset.
+ALIGNMENT_KEY = "general.alignment"
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -145,10 +153,10 @@ class _Cursor:
     def u64(self) -> int:
         return int(self.unpack(_U64))
 
-    def string(self, max_bytes: int) -> str:
+    def string(self, max_bytes: int, what: str = "a string") -> str:
         num_bytes = self.u64()
         if num_bytes > max_bytes:
-            raise self.invalid(f"a string of {num_bytes} bytes in {self.where}")
+            raise self.invalid(f"{what} of {num_bytes} bytes in {self.where} (at most {max_bytes})")
         start = self.take(num_bytes)
         try:
             return self.buf[start : self.pos].decode("utf-8")
@@ -194,9 +202,14 @@ def _parse(cur: _Cursor) -> GGUFInfo:
     fields = _read_metadata(cur, num_kvs)
     alignment = _alignment(cur, fields)
     tensors = _read_tensor_infos(cur, num_tensors, alignment)
-    data_offset = -(-cur.pos // alignment) * alignment  # Padded up to the alignment.
-    _check_tensor_data(cur, tensors, data_offset)
+    data_offset = _padded(cur.pos, alignment)
+    _check_tensor_data(cur, tensors, data_offset, alignment)
+    _check_tokenizer(cur, fields)
     return _build_info(cur, version, fields, tuple(tensors), data_offset)
+
+
+def _padded(num_bytes: int, alignment: int) -> int:
+    return -(-num_bytes // alignment) * alignment
 
 
 def _read_header(cur: _Cursor) -> tuple[int, int, int]:
@@ -221,11 +234,14 @@ def _read_metadata(cur: _Cursor, num_kvs: int) -> _Fields:
     fields: _Fields = {}
     for index in range(num_kvs):
         cur.where = f"metadata entry {index}"
-        key = cur.string(MAX_KEY_BYTES)
+        key = cur.string(MAX_KEY_BYTES, "a key")
         if not key or key in fields:
             raise cur.invalid(f"{cur.where} has an empty or duplicate key {key!r}")
         cur.where = f"metadata key {key!r}"
-        fields[key] = _read_value(cur, cur.u32())
+        value_type = cur.u32()
+        if key == ALIGNMENT_KEY and value_type != _VT.UINT32:  # llama.cpp reads it as one.
+            raise cur.invalid(f"{ALIGNMENT_KEY} has value type {value_type}, not uint32")
+        fields[key] = _read_value(cur, value_type)
     return fields
 
 
@@ -244,6 +260,8 @@ def _read_array(cur: _Cursor) -> ArrayField:
     item_type = cur.u32()
     count = cur.u64()
     start = cur.pos
+    if count > MAX_ARRAY_ITEMS:
+        raise cur.invalid(f"{cur.where} claims {count} items (at most {MAX_ARRAY_ITEMS})")
     if item_type == _VT.STRING:
         cur.check_count(count, _U64.size, "strings")
         cur.skip_strings(count)
@@ -251,28 +269,31 @@ def _read_array(cur: _Cursor) -> ArrayField:
         cur.check_count(count, fmt.size, "items")
         cur.take(count * fmt.size)
     else:
-        raise cur.invalid(f"{cur.where} is an array of unsupported item type {item_type}")
+        nested = " (arrays do not nest)" if item_type == _VT.ARRAY else ""
+        raise cur.invalid(f"{cur.where} is an array of unsupported item type {item_type}{nested}")
     return ArrayField(item_type, count, start)
 
 
 def _alignment(cur: _Cursor, fields: _Fields) -> int:
     cur.where = "the metadata"
-    alignment = _optional_int(cur, fields, "general.alignment")
+    alignment = _optional_int(cur, fields, ALIGNMENT_KEY)
     if alignment is None:
         return DEFAULT_ALIGNMENT
     if alignment <= 0 or alignment & (alignment - 1):
-        raise cur.invalid(f"general.alignment {alignment} is not a power of two")
+        raise cur.invalid(f"{ALIGNMENT_KEY} {alignment} is not a power of two")
     return alignment
 
 
 def _read_tensor_infos(cur: _Cursor, num_tensors: int, alignment: int) -> list[TensorInfo]:
+    cur.where = "the tensor infos"
+    cur.check_count(num_tensors, MIN_TENSOR_INFO_BYTES, "tensors")  # What the metadata left.
     tensors: list[TensorInfo] = []
     names: set[str] = set()
     for index in range(num_tensors):
         cur.where = f"tensor info {index}"
-        name = cur.string(MAX_KEY_BYTES)
-        if name in names:
-            raise cur.invalid(f"duplicate tensor name {name!r}")
+        name = cur.string(MAX_TENSOR_NAME_BYTES, "a tensor name")
+        if not name or name in names:
+            raise cur.invalid(f"{cur.where} has an empty or duplicate tensor name {name!r}")
         names.add(name)
         cur.where = f"tensor info {name!r}"
         tensors.append(_read_tensor_info(cur, name, alignment))
@@ -290,24 +311,73 @@ def _read_tensor_info(cur: _Cursor, name: str, alignment: int) -> TensorInfo:
         block_size, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ggml_type)]
     except (ValueError, KeyError):
         raise cur.invalid(f"tensor {name!r} has unknown ggml type {ggml_type}") from None
+    num_elements = math.prod(shape)
+    if max(shape, default=0) > MAX_ELEMENTS or num_elements > MAX_ELEMENTS:
+        raise cur.invalid(f"tensor {name!r} shape {shape} has more elements than ggml can count")
     if shape and shape[0] % block_size:
         raise cur.invalid(f"tensor {name!r} rows ({shape[0]}) are not whole {block_size} blocks")
     if offset % alignment:
         raise cur.invalid(f"tensor {name!r} offset {offset} is not aligned to {alignment}")
-    num_elements = math.prod(shape)
     num_bytes = num_elements // block_size * type_size
     return TensorInfo(name, shape, ggml_type, offset, num_elements, num_bytes)
 
 
-def _check_tensor_data(cur: _Cursor, tensors: list[TensorInfo], data_offset: int) -> None:
-    """A truncated download shows here: the last tensors' bytes run past the end."""
+def _check_tensor_data(
+    cur: _Cursor, tensors: list[TensorInfo], data_offset: int, alignment: int
+) -> None:
+    """Tensors are packed in header order, each padded to the alignment (llama.cpp refuses
+    any other layout), so none overlap; a truncated download shows as the last ones' bytes
+    running past the end."""
+    cur.where = "the tensor data"
+    expected = 0
     for tensor in tensors:
-        end = data_offset + tensor.offset + tensor.num_bytes
-        if end > cur.size:
+        name, offset = tensor.name, tensor.offset
+        if tensor.num_bytes > cur.size:
             raise cur.invalid(
-                f"the file is truncated: tensor {tensor.name!r} needs bytes up to {end}, "
+                f"tensor {name!r} shape {tensor.shape} ({tensor.type_name}) needs "
+                f"{tensor.num_bytes} bytes, more than the whole file ({cur.size})"
+            )
+        if offset != expected:
+            if data_offset + offset >= cur.size:
+                how = f"past the end of the file ({cur.size} bytes)"
+            else:
+                how = "overlapping the tensor before it" if offset < expected else "after a gap"
+            raise cur.invalid(
+                f"tensor {name!r} data starts at offset {offset}, {how}: expected {expected} "
+                f"(tensors are packed in order, each padded to {alignment} bytes)"
+            )
+        if (end := data_offset + offset + tensor.num_bytes) > cur.size:
+            raise cur.invalid(
+                f"the file is truncated: tensor {name!r} needs bytes up to {end}, "
                 f"but the file has {cur.size}"
             )
+        expected += _padded(tensor.num_bytes, alignment)
+
+
+#: The tokenizer arrays llama.cpp indexes by token id, with the item type the GGUF spec gives.
+_TOKEN_ARRAYS = {"tokenizer.ggml.scores": _VT.FLOAT32, "tokenizer.ggml.token_type": _VT.INT32}
+
+
+def _check_tokenizer(cur: _Cursor, fields: _Fields) -> None:
+    """llama.cpp reads score and type ``i`` for each token ``i``: a shorter array is read
+    past its end, and a wrongly typed one is misread or aborts the process."""
+    cur.where = "the tokenizer"
+    tokens = _array(cur, fields, "tokenizer.ggml.tokens", _VT.STRING)
+    _array(cur, fields, "tokenizer.ggml.merges", _VT.STRING)
+    for key, item_type in _TOKEN_ARRAYS.items():
+        array = _array(cur, fields, key, item_type)
+        if tokens is not None and array is not None and array.count != tokens.count:
+            raise cur.invalid(
+                f"metadata key {key!r} has {array.count} items for {tokens.count} tokens"
+            )
+
+
+def _array(cur: _Cursor, fields: _Fields, key: str, item_type: int) -> ArrayField | None:
+    """The array at ``key`` (None when absent); any other value or item type is refused."""
+    value = fields.get(key)
+    if value is not None and (not isinstance(value, ArrayField) or value.item_type != item_type):
+        raise cur.invalid(f"metadata key {key!r} should be an array of {_VT(item_type).name}")
+    return value
 
 
 def _build_info(
@@ -327,9 +397,9 @@ def _build_info(
         version=version,
         architecture=arch,
         name=_optional_str(cur, fields, "general.name"),
-        context_length=_required_int(cur, fields, f"{arch}.context_length"),
-        embedding_length=_required_int(cur, fields, f"{arch}.embedding_length"),
-        block_count=_required_int(cur, fields, f"{arch}.block_count"),
+        context_length=_required_int(cur, fields, f"{arch}.context_length", low=1),
+        embedding_length=_required_int(cur, fields, f"{arch}.embedding_length", low=1),
+        block_count=_required_int(cur, fields, f"{arch}.block_count", low=1, high=MAX_LAYERS),
         head_count=head_count,
         head_count_kv=head_count if head_count_kv is None else head_count_kv,
         sliding_window=_optional_int(cur, fields, f"{arch}.attention.sliding_window"),
@@ -352,22 +422,29 @@ def _optional_str(cur: _Cursor, fields: _Fields, key: str) -> str | None:
     return value
 
 
-def _required_int(cur: _Cursor, fields: _Fields, key: str) -> int:
+def _required_int(
+    cur: _Cursor, fields: _Fields, key: str, *, low: int, high: int = MAX_ELEMENTS
+) -> int:
     value = _optional_int(cur, fields, key)
     if value is None:
         raise cur.invalid(f"missing metadata key {key!r}")
+    if not low <= value <= high:
+        raise cur.invalid(f"metadata key {key!r} is {value}, outside {low}..{high}")
     return value
 
 
 def _optional_int(
     cur: _Cursor, fields: _Fields, key: str, *, per_layer: bool = False
 ) -> int | None:
-    """An integer key; with ``per_layer`` an array of integers gives its largest item."""
+    """A count or size (never negative); with ``per_layer`` an array of them gives its
+    largest item."""
     value = fields.get(key)
     if per_layer and isinstance(value, ArrayField):
-        return _max_of_int_array(cur, value, key)
+        value = _max_of_int_array(cur, value, key)
     if value is not None and type(value) is not int:
         raise cur.invalid(f"metadata key {key!r} should be an integer, not {value!r}")
+    if value is not None and value < 0:
+        raise cur.invalid(f"metadata key {key!r} is negative ({value})")
     return value
 
 

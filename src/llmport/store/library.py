@@ -7,25 +7,27 @@ registry, the embedded default and local ``.gguf`` paths synthesized on the fly,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 from typing import Any
 
-from llmport.errors import InvalidParameter, ModelNotFound
+from llmport.errors import InvalidParameter, LlmportError, ModelNotFound
 from llmport.store.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SHA256
 from llmport.store.gguf_info import read_gguf_info
 from llmport.store.hf_ref import is_hf_ref, parse_hf_ref
 from llmport.store.modelfile import Modelfile
 from llmport.store.pull import ProgressCallback, metadata_of, pull
-from llmport.store.refs import find_record, is_embedded, resolve_model
+from llmport.store.refs import ModelSources, find_record, is_embedded, resolve_model
 from llmport.store.registry import ModelFile, ModelRecord, Registry, normalize_name
 
 
 class Library:
     """The models under one ``LLMPORT_HOME``."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, sources: ModelSources | None = None) -> None:
         self.home = home
+        self.sources = sources or ModelSources()
         self.registry = Registry(home)
 
     def record(self, name: str) -> ModelRecord:
@@ -33,16 +35,22 @@ class Library:
         found = find_record(name, self.home)
         if found is not None:
             return found
-        path = resolve_model(name, self.home)  # Raises ModelNotFound with a hint.
+        path = resolve_model(name, self.home, self.sources)  # ModelNotFound with a hint.
         if is_embedded(name):
             return _file_record(EMBEDDED_MODEL_NAME, path, EMBEDDED_SHA256)
         return _file_record(name, path)
 
     def list(self) -> list[ModelRecord]:
-        """Registered models, newest first, then the embedded default."""
+        """Registered models, newest first, then the embedded default, then the models
+        folder's."""
         records = self.registry.list()
         if not any(r.name == EMBEDDED_MODEL_NAME for r in records):
             records.append(self.record(EMBEDDED_MODEL_NAME))
+        names = {r.name for r in records}
+        for name in self.sources.names():
+            if name not in names:
+                with contextlib.suppress(LlmportError):  # A broken file is not listed.
+                    records.append(self.record(name))
         return records
 
     def pull(self, ref: str, report: ProgressCallback | None = None) -> ModelRecord:

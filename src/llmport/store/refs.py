@@ -1,11 +1,15 @@
 """Turn what a user typed as a model (a name, a path, nothing) into a GGUF file path.
 
 In order: the embedded default's names; a registered name (pulled ``hf.co/...``
-models, ``cp`` and ``create`` names); a path to a local ``.gguf`` file.
+models, ``cp`` and ``create`` names); a name under the models folder
+(``--models-dir``: ``sub/b`` is ``DIR/sub/b.gguf``); a path to a local ``.gguf``
+file, where the server accepts paths from its clients (``ModelSources``).
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from llmport.errors import InvalidParameter, ModelNotFound
@@ -16,6 +20,37 @@ from llmport.store.registry import ModelRecord, Registry
 EMBEDDED_ALIASES = frozenset(
     {"", "default", EMBEDDED_MODEL_NAME, "gemma3:270m-q4_k_m", "gemma3:270m-latest"}
 )
+
+
+@dataclass(frozen=True)
+class ModelSources:
+    """Where a name from a client may lead besides the registry and the embedded model.
+
+    ``allow_paths`` False refuses filesystem paths (a server others can reach must not
+    load any ``.gguf`` on its disk on a client's say-so); ``models_dir`` serves every
+    GGUF under it by its relative name without the extension.
+    """
+
+    models_dir: Path | None = None
+    allow_paths: bool = True
+
+    def names(self) -> list[str]:
+        """The names the models folder offers, sorted."""
+        if self.models_dir is None or not self.models_dir.is_dir():
+            return []
+        found = (p for p in self.models_dir.rglob("*") if p.suffix.lower() == ".gguf")
+        return sorted(p.relative_to(self.models_dir).with_suffix("").as_posix() for p in found)
+
+    def in_models_dir(self, name: str) -> Path | None:
+        """``DIR/name.gguf`` when it exists and stays inside DIR (no ``..`` escapes)."""
+        if self.models_dir is None or not name or name.startswith(("/", "~")):
+            return None
+        root = self.models_dir.absolute()
+        # normpath, not resolve: files in the folder may be links (to the HF cache, say).
+        path = Path(os.path.normpath(root / f"{name}.gguf"))
+        if root not in path.parents or not path.is_file():
+            return None
+        return path
 
 
 def is_embedded(ref: str | None) -> bool:
@@ -33,9 +68,10 @@ def find_record(ref: str, cache_dir: Path) -> ModelRecord | None:
         return None  # Not a name at all (a path, say).
 
 
-def resolve_model(ref: str | None, cache_dir: Path) -> Path:
+def resolve_model(ref: str | None, cache_dir: Path, sources: ModelSources | None = None) -> Path:
     """The GGUF file for ``ref``: the embedded model when no model is named, else a
-    registered name or a local path."""
+    registered name, a name under the models folder, or a local path (if allowed)."""
+    sources = sources or ModelSources()
     name = (ref or "").strip()
     if is_embedded(name):
         return embedded_model_path(cache_dir)
@@ -51,6 +87,15 @@ def resolve_model(ref: str | None, cache_dir: Path) -> Path:
     if is_hf_ref(name):
         raise ModelNotFound(
             f"model {parse_hf_ref(name).name!r} not found; pull it first: llmport pull {name}",
+            param="model",
+        )
+    in_dir = sources.in_models_dir(name)
+    if in_dir is not None:
+        return in_dir
+    if not sources.allow_paths:
+        raise ModelNotFound(
+            f"model {name!r} not found (this server does not load files by path; its "
+            "models are listed at /v1/models)",
             param="model",
         )
     path = Path(name).expanduser()

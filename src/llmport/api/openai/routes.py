@@ -18,12 +18,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmport.api import serving
 from llmport.api.errors import error_body
+from llmport.api.limits import check_requests, check_text
 from llmport.api.openai import convert
 from llmport.api.openai import protocol as p
 from llmport.api.openai.chat_builder import ChatBuilder
 from llmport.api.serving import Delta
 from llmport.api.state import app_state
 from llmport.api.streaming import DONE, sse, until_disconnect
+from llmport.config import RequestLimits
 from llmport.errors import LlmportError
 from llmport.store.refs import find_record
 from llmport.store.registry import ModelRecord
@@ -102,8 +104,11 @@ async def create_embeddings(body: p.EmbeddingRequest, request: Request) -> p.Emb
 
 @router.post("/tokenize")
 async def tokenize(body: p.TokenizeRequest, request: Request) -> p.TokenizeResponse:
-    manager = app_state(request).manager
-    async with manager.acquire(body.model) as model:
+    state = app_state(request)
+    check_text(state.limits, body.prompt or "", "prompt")
+    if body.messages is not None:
+        _limit_messages(state.limits, body.messages)
+    async with state.manager.acquire(body.model) as model:
         if body.messages is not None:
             generation = GenerationRequest(
                 request_id="tokenize",
@@ -130,6 +135,16 @@ async def detokenize(body: p.DetokenizeRequest, request: Request) -> p.Detokeniz
 
 
 # -- the shared plumbing --------------------------------------------------------------
+
+
+def _limit_messages(limits: RequestLimits, messages: list[p.ChatMessage]) -> None:
+    probe = GenerationRequest(
+        request_id="",
+        model="",
+        params=SamplingParams(),
+        messages=[m.model_dump() for m in messages],
+    )
+    check_requests(limits, [probe])
 
 
 def _find_record(request: Request, name: str) -> ModelRecord | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmport.chat.structured import check_schema_size
 from llmport.chat.tools.base import ToolCall, ToolParser
 from llmport.chat.tools.hermes import HermesParser
 from llmport.chat.tools.llama3_json import Llama3JsonParser
@@ -35,6 +36,7 @@ def tool_choice_grammar(
     ``auto``/``none``/unset leave the model free."""
     if choice in (None, "auto", "none"):
         return None
+    check_schema_size(tools, "tools")
     names = [t.get("function", t).get("name") for t in tools]
     if choice == "required":
         return parser.call_grammar(tools, None)
