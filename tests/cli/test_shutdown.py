@@ -1,0 +1,80 @@
+"""How ``llmport serve`` ends: SIGTERM drains, and no worker outlives its server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from server_helpers import running_server
+
+
+def _wait_gone(processes: list[psutil.Process], within: float) -> list[psutil.Process]:
+    _, alive = psutil.wait_procs(processes, timeout=within)
+    return alive
+
+
+def test_sigterm_lets_short_requests_finish_ends_long_ones_cleanly_and_leaves_no_worker(
+    tmp_path: Path, tiny_model_path: Path
+) -> None:
+    with running_server(tmp_path, str(tiny_model_path), "--shutdown-timeout", "2") as server:
+        workers = server.workers()
+        assert workers
+        events: list[str] = []
+        short: list[int] = []
+
+        def long_stream() -> None:
+            body = {"model": str(tiny_model_path), "prompt": "hi", "max_tokens": 4000,
+                    "ignore_eos": True, "stream": True}  # fmt: skip
+            with httpx.stream("POST", f"{server.base_url}/v1/completions", json=body,
+                              timeout=60) as response:  # fmt: skip
+                events.extend(line for line in response.iter_lines() if line)
+
+        def short_request() -> None:
+            body = {"model": str(tiny_model_path), "prompt": "hi", "max_tokens": 8}
+            response = httpx.post(f"{server.base_url}/v1/completions", json=body, timeout=60)
+            short.append(response.status_code)
+
+        streaming = threading.Thread(target=long_stream)
+        streaming.start()
+        while not events:
+            time.sleep(0.01)
+        quick = threading.Thread(target=short_request)
+        quick.start()
+        time.sleep(0.05)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        streaming.join(timeout=30)
+        quick.join(timeout=30)
+        took = time.monotonic() - started
+        # uvicorn re-raises the signal once it has shut down, as a signalled process should.
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert short == [200]  # In flight when the signal came: it finished.
+        assert events[-1] == "data: [DONE]"
+        last = json.loads(events[-2].removeprefix("data: "))
+        assert last["error"]["code"] == "server_shutting_down", last
+        assert 1.5 < took < 10, took  # The grace period, then the end.
+        assert not _wait_gone(workers, 5), "a worker outlived the server"
+        refused = None
+        try:
+            refused = httpx.get(f"{server.base_url}/health", timeout=2)
+        except httpx.HTTPError:
+            pass
+        assert refused is None  # Nothing listens any more.
+
+
+def test_a_killed_server_leaves_no_worker_behind(tmp_path: Path, tiny_model_path: Path) -> None:
+    with running_server(tmp_path, str(tiny_model_path)) as server:
+        workers = server.workers()
+        assert len(workers) >= 2  # The model's worker and the warm spare.
+        server.process.kill()
+        server.process.wait()
+        alive = _wait_gone(workers, 10)
+        for process in alive:
+            process.kill()
+        assert not alive, f"workers outlived a killed server: {alive}"
