@@ -13,6 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmport.errors import UnsupportedOption
 
+#: llama.cpp's LLAMA_MAX_SEQ.
+MAX_SLOTS = 256
+
 #: KV cache element types llama.cpp offers, by the names users type.
 KV_CACHE_DTYPES: dict[str, str] = {
     "auto": "f16",
@@ -42,15 +45,17 @@ class EngineConfig(BaseSettings):
         default=None,
         ge=16,
         description="Longest sequence (prompt + output) in tokens; default: the model's "
-        "trained context, capped by memory.",
+        "trained context, shrunk to fit the memory budget.",
     )
     max_num_kv_tokens: int | None = Field(
         default=None,
         ge=16,
         description="KV cache cells shared by all sequences (llama.cpp n_ctx with a unified "
-        "cache); default: max_model_len.",
+        "cache); default: max_model_len, or the trained context fitted to the memory budget.",
     )
-    max_num_seqs: int = Field(default=16, ge=1, le=128, description="Sequences decoded at once.")
+    max_num_seqs: int = Field(
+        default=16, ge=1, le=128, description="Sequences decoded at once; more wait."
+    )
     max_num_batched_tokens: int = Field(
         default=512, ge=16, description="Tokens per llama_decode call (llama.cpp n_batch/n_ubatch)."
     )
@@ -59,12 +64,14 @@ class EngineConfig(BaseSettings):
     )
     kv_cache_dtype: str = Field(
         default="auto",
-        description="KV cache element type: " + ", ".join(sorted(set(KV_CACHE_DTYPES))) + ".",
+        description="KV cache element type (auto = f16; the quantized ones need flash "
+        "attention): " + ", ".join(sorted(set(KV_CACHE_DTYPES))) + ".",
     )
     n_gpu_layers: int | None = Field(
         default=None,
         ge=-1,
-        description="Layers offloaded to the GPU; default (or -1): all when llama.cpp has a GPU.",
+        description="Layers offloaded to the GPU, 0 for none; default (or -1): all when "
+        "llama.cpp has a GPU. A positive count needs a llama.cpp build with a GPU.",
     )
     enable_prefix_caching: bool = Field(
         default=True, description="Reuse the KV of shared prompt prefixes across requests."
@@ -72,11 +79,18 @@ class EngineConfig(BaseSettings):
     num_prefix_cache_slots: int | None = Field(
         default=None,
         ge=0,
-        description="Finished sequences kept as reusable prefixes; default: max_num_seqs // 2.",
+        description="Finished sequences kept as reusable prefixes (needs prefix caching); "
+        "default: half of max_num_seqs, at least 2. llama.cpp's 256 sequences cap "
+        "max_num_seqs plus these.",
     )
-    seed: int = Field(default=0, description="Seed for requests that set none.")
+    seed: int = Field(
+        default=0,
+        description="Seeds the generator that gives each request without a seed its own "
+        "(restarted whenever a model loads).",
+    )
     flash_attn: Literal["auto", "on", "off"] = Field(
-        default="auto", description="llama.cpp flash attention (needed for quantized V cache)."
+        default="auto",
+        description="llama.cpp flash attention; a quantized KV cache needs auto or on.",
     )
 
     @field_validator("kv_cache_dtype")
@@ -97,6 +111,20 @@ class EngineConfig(BaseSettings):
     def kv_ggml_type_name(self) -> str:
         return KV_CACHE_DTYPES[self.kv_cache_dtype]
 
+    @property
+    def num_prefix_slots(self) -> int:
+        """Sequence slots kept for cached prefixes (finished sequences' KV)."""
+        if not self.enable_prefix_caching:
+            return 0
+        if self.num_prefix_cache_slots is not None:
+            return self.num_prefix_cache_slots
+        return max(2, self.max_num_seqs // 2)
+
+    @property
+    def num_slots(self) -> int:
+        """llama.cpp sequence ids (and output rows) the engine uses: running + cached."""
+        return min(MAX_SLOTS, self.max_num_seqs + self.num_prefix_slots)
+
 
 #: Tool-call output formats ``--tool-call-parser`` accepts (vLLM's names).
 TOOL_CALL_PARSERS = ("hermes", "llama3_json", "mistral", "pythonic")
@@ -107,32 +135,43 @@ class ServerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LLMPORT_", extra="ignore", frozen=True)
 
-    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address to listen on (LLMPORT_HOST may carry the port too: 0.0.0.0:8080).",
+    )
     port: int = Field(default=11434, ge=0, le=65535, description="Port (Ollama's by default).")
     api_key: str | None = Field(
-        default=None, description="Require 'Authorization: Bearer KEY' on every route but /health."
+        default=None,
+        description="Require 'Authorization: Bearer KEY' on every route but /health; "
+        "default: no key.",
     )
     served_model_name: list[str] = Field(
-        default_factory=list, description="Names the preloaded model answers to."
+        default_factory=list,
+        description="Names the preloaded models answer to: several for one model, or one per "
+        "model in order; default: the names they were given.",
     )
-    dtype: str = Field(default="auto", description="Weights keep the GGUF's types: only 'auto'.")
-    tensor_parallel_size: int = Field(default=1, description="Only 1: a model runs in one process.")
-    gpu_memory_utilization: float | None = Field(
-        default=None, gt=0, le=1, description="Share of GPU memory (needs a GPU build)."
-    )
-    enable_auto_tool_choice: bool = Field(default=False, description="Let models call tools.")
     chat_template: str | None = Field(
         default=None,
         description="A Jinja2 chat template (a file path or the template itself) for the "
-        "models named on the command line (every model when none is named).",
+        "models named on the command line (every model when none is named); default: "
+        "each GGUF's own.",
     )
     tool_call_parser: str | None = Field(
-        default=None, description="Tool-call format: " + ", ".join(TOOL_CALL_PARSERS) + "."
+        default=None,
+        description="How tool calls are read out of answers: "
+        + ", ".join(TOOL_CALL_PARSERS)
+        + "; default: hermes.",
+    )
+    enable_auto_tool_choice: bool = Field(
+        default=False,
+        description="vLLM's switch for parsing tool calls out of answers; accepted and "
+        "changes nothing, as auto tool choice is always on (tools a request offers are "
+        "always parsed).",
     )
     models_dir: Path | None = Field(
         default=None,
         description="Serve every GGUF under this folder by its relative name without "
-        "'.gguf' (a.gguf: a, sub/b.gguf: sub/b), loaded on demand.",
+        "'.gguf' (a.gguf: a, sub/b.gguf: sub/b), loaded on demand; default: none.",
     )
     allow_model_paths: bool | None = Field(
         default=None,
@@ -144,6 +183,23 @@ class ServerSettings(BaseSettings):
         ge=0,
         description="Seconds in-flight requests may take to finish after SIGTERM or Ctrl-C; "
         "then they end with an error.",
+    )
+    dtype: str = Field(
+        default="auto",
+        description="vLLM's weight type: only 'auto' (GGUF weights keep the types they "
+        "were quantized to).",
+    )
+    tensor_parallel_size: int = Field(
+        default=1,
+        description="vLLM's tensor parallelism: only 1 (a model runs in one process; "
+        "n_gpu_layers offloads it to one GPU).",
+    )
+    gpu_memory_utilization: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="vLLM's share of GPU memory: refused when set (llama.cpp offloads whole "
+        "layers and llmport budgets host memory only: use n_gpu_layers and memory_budget).",
     )
 
     @property

@@ -6,19 +6,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmport.backends.llama_cpp import LlamaCppBackend
-from llmport.config import EngineConfig
-from llmport.engine.client import EngineClient
-from llmport.engine.core import EngineCore
-from llmport.store.embedded import default_cache_dir
+from llmport.engine.kinds import default_registry
+from llmport.engine.protocol import EngineClient
+from llmport.engine.registry import EngineKind, Plan, load_target
+from llmport.manager.budget import default_budget_bytes
+from llmport.models.resolver import Resolver
+from llmport.models.spec import ModelSpec
+from llmport.runtime.local import LocalRuntime
+from llmport.store.embedded import EMBEDDED_MODEL_NAME, default_cache_dir
 from llmport.store.hf_ref import is_hf_ref
-from llmport.store.refs import find_record, resolve_model
+from llmport.store.refs import find_record
 from llmport.types import FinishReason, Output, Request, SamplingParams, TokenLogprob, Usage
 
 Prompt = str | list[int]
@@ -58,25 +62,30 @@ class RequestOutput:
         self.finished = all(c.finish_reason is not None for c in self.outputs)
 
 
-def load_model_path(model: str | Path | None) -> Path:
-    """Resolve a model reference (a .gguf path or a known name) to a file; an
+def resolve_spec(model: str | Path | None) -> ModelSpec:
+    """The spec for a model reference (a .gguf path or a known name); an
     ``hf.co/USER/REPO[:QUANT]`` not pulled yet is pulled first, as vLLM's ``LLM`` does."""
-    name = str(model) if model is not None else None
-    home = default_cache_dir()
-    if name is not None and is_hf_ref(name) and find_record(name, home) is None:
-        from llmport.store.library import Library  # huggingface_hub only when pulling
+    name = str(model) if model is not None else ""
+    resolver = Resolver(default_cache_dir())
+    if is_hf_ref(name) and find_record(name, resolver.home) is None:
+        resolver.library.pull(name)  # huggingface_hub is imported only when pulling.
+    return resolver.resolve_now(name or EMBEDDED_MODEL_NAME)
 
-        return Library(home).pull(name).path
-    return resolve_model(name, home)
+
+def plan_engine(spec: ModelSpec, engine_args: dict[str, Any]) -> tuple[EngineKind, Plan]:
+    """The engine kind for ``spec`` and its config sized under this machine's budget."""
+    kind = default_registry().kind_for(spec)
+    return kind, kind.plan(spec, kind.config_class(**engine_args), default_budget_bytes())
 
 
 class LLM:
     """Offline batched generation in this process: ``LLM(model).generate(prompts, params)``."""
 
     def __init__(self, model: str | Path | None = None, **engine_args: Any) -> None:
-        self.config = EngineConfig(**engine_args)
-        self.model_path = load_model_path(model)
-        self.engine = EngineCore(LlamaCppBackend(self.model_path, self.config), self.config)
+        self.spec = resolve_spec(model)
+        kind, plan = plan_engine(self.spec, engine_args)
+        self.config = plan.config
+        self.engine = kind.create(load_target(self.spec), plan.config)
 
     def generate(
         self,
@@ -126,15 +135,16 @@ class LLM:
 class AsyncLLM:
     """Streaming generation from a worker process: ``async for out in llm.generate(...)``."""
 
-    def __init__(self, client: EngineClient, model_path: Path) -> None:
+    def __init__(self, client: EngineClient, spec: ModelSpec) -> None:
         self.client = client
-        self.model_path = model_path
+        self.spec = spec
 
     @classmethod
     async def start(cls, model: str | Path | None = None, **engine_args: Any) -> AsyncLLM:
-        config = EngineConfig(**engine_args)
-        path = load_model_path(model)
-        return cls(await EngineClient.start(path, config), path)
+        spec = await asyncio.to_thread(resolve_spec, model)
+        kind, plan = plan_engine(spec, engine_args)
+        runtime = LocalRuntime(warm_spare=False)
+        return cls(await runtime.start(kind.name, load_target(spec), *plan), spec)
 
     async def generate(
         self, prompt: Prompt, sampling_params: SamplingParams | None = None

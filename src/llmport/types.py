@@ -200,3 +200,8 @@ class GenerationRequest(msgspec.Struct, kw_only=True):
     embed: bool = False
     #: A Jinja2 chat template that overrides the model's (Modelfile TEMPLATE, --chat-template).
     chat_template: str | None = None
+    #: The ``params`` fields the client set; the model's Modelfile fills the others.
+    params_set: frozenset[str] = frozenset()
+    #: A conversation: the Modelfile's SYSTEM and MESSAGEs lead it (Ollama's generate
+    #: route renders its own prompt and sets this False).
+    is_chat: bool = True

@@ -65,6 +65,11 @@ def test_a_huge_n_is_refused_at_once_and_costs_no_memory(server: Server) -> None
     assert tree_rss(server) < before + (32 << 20)
 
 
+HELLO = {"role": "user", "content": "a"}
+BIAS = {str(i): 1 for i in range(2000)}
+TOOLS = [{"type": "function", "function": {"name": f"f{i}"}} for i in range(300)]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "param"),
     [
@@ -72,14 +77,10 @@ def test_a_huge_n_is_refused_at_once_and_costs_no_memory(server: Server) -> None
         ("/v1/embeddings", {"input": ["a"] * 3000}, "prompt"),
         ("/v1/completions", {"prompt": "a", "stop": ["s"] * 40}, "stop"),
         ("/v1/completions", {"prompt": "a", "stop": ["s" * 5000]}, "stop"),
-        ("/v1/completions", {"prompt": "a", "logit_bias": {str(i): 1 for i in range(2000)}},
-         "logit_bias"),  # fmt: skip
-        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a"}] * 5000},
-         "messages"),  # fmt: skip
-        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a"}],
-         "tools": [{"type": "function", "function": {"name": f"f{i}"}} for i in range(300)]},
-         "tools"),  # fmt: skip
-        ("/api/chat", {"messages": [{"role": "user", "content": "a"}] * 5000}, "messages"),
+        ("/v1/completions", {"prompt": "a", "logit_bias": BIAS}, "logit_bias"),
+        ("/v1/chat/completions", {"messages": [HELLO] * 5000}, "messages"),
+        ("/v1/chat/completions", {"messages": [HELLO], "tools": TOOLS}, "tools"),
+        ("/api/chat", {"messages": [HELLO] * 5000}, "messages"),
         ("/api/embed", {"input": ["a"] * 3000}, "prompt"),
         ("/api/generate", {"prompt": "a", "options": {"stop": ["s"] * 40}}, "stop"),
     ],

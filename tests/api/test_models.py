@@ -14,18 +14,14 @@ import psutil
 import pytest
 
 from llmport.config import EngineConfig
-from llmport.manager.catalog import Catalog
-from llmport.manager.manager import ModelManager
-from llmport.manager.settings import ManagerSettings
-from llmport.store.gguf_info import read_gguf_info
+from llmport.engine.llama_cpp_plan import plan
+from llmport.models.resolver import Resolver
 from server_helpers import Server, running_server
 
 
 def estimated_bytes(path: Path) -> int:
-    manager = ModelManager(
-        ManagerSettings(), EngineConfig(), Catalog(path.parent), budget_bytes=1 << 40
-    )
-    return manager.plan(read_gguf_info(path))[1].total_bytes
+    spec = Resolver(path.parent).resolve_now(str(path))
+    return plan(spec, EngineConfig(), 1 << 40).memory.total_bytes
 
 
 def loaded_models(server: Server) -> int:

@@ -35,8 +35,16 @@ def test_a_models_folder_is_served_by_relative_names_and_paths_are_refused(
             body = {"model": name, "prompt": "hi", "max_tokens": 2}
             answer = httpx.post(f"{server.base_url}/v1/completions", json=body, timeout=60)
             assert answer.status_code == 200, answer.text
-            generated = httpx.post(f"{server.base_url}/api/generate", timeout=60, json={
-                "model": name, "prompt": "hi", "stream": False, "options": {"num_predict": 2}})
+            generated = httpx.post(
+                f"{server.base_url}/api/generate",
+                timeout=60,
+                json={
+                    "model": name,
+                    "prompt": "hi",
+                    "stream": False,
+                    "options": {"num_predict": 2},
+                },
+            )
             assert generated.status_code == 200, generated.text
         outside = [str(tiny_model_path), "../outside", "sub/../../outside", "notes", "/a"]
         for name in outside:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import socket
+import sys
+import types
 from pathlib import Path
 
 import httpx
 import pytest
 from test_main import llmport
 
+from llmport.cli import serve
+from llmport.cli.flags import flag_name
+from llmport.config import EngineConfig, ServerSettings
+from llmport.errors import UnsupportedOption
 from server_helpers import running_server
 
 
@@ -23,6 +29,11 @@ from server_helpers import running_server
         (["--keep-alive", "soon"], "not a duration"),
         (["--memory-budget", "lots"], "not a size"),
         (["--max-num-seqs", "0"], "--max-num-seqs"),
+        (["--max-num-seqs", "many"], "--max-num-seqs: Input should be a valid integer"),
+        (["--flash-attn", "sometimes"], "--flash-attn: Input should be 'auto', 'on' or 'off'"),
+        (["--flash-attn", "off", "--kv-cache-dtype", "q8_0"], "quantized KV cache"),
+        (["--no-enable-prefix-caching", "--num-prefix-cache-slots", "2"], "caching is off"),
+        (["--n-gpu-layers", "8"], "no GPU"),
         (["no-such-model"], "not found"),
     ],
 )
@@ -31,6 +42,41 @@ def test_bad_flags_fail_at_start_with_one_line(args: list[str], message: str) ->
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_a_bad_variable_is_named_as_such_and_a_flag_overrides_it() -> None:
+    result = llmport("serve", "--port", "1", env={"LLMPORT_MAX_NUM_SEQS": "0"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: LLMPORT_MAX_NUM_SEQS: Input should be greater")
+    overridden = llmport("serve", "--port", "1", "--max-num-seqs", "2", "--dtype", "x",
+                         env={"LLMPORT_MAX_NUM_SEQS": "0"})  # fmt: skip
+    assert overridden.stderr.startswith("error: --dtype x:"), overridden.stderr
+
+
+def test_help_lists_every_setting_as_a_flag() -> None:
+    result = llmport("serve", "--help", env={"COLUMNS": "100"})
+    assert result.returncode == 0, result.stderr
+    for cls in serve.PANELS.values():
+        for name in cls.model_fields:
+            assert f"  {flag_name(name)} " in result.stdout, name
+    assert "[default: 16; env: LLMPORT_MAX_NUM_SEQS]" in result.stdout
+    assert "--warm-spare / --no-warm-spare" in result.stdout
+
+
+def test_gpu_flags_on_a_gpu_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offloaded layers are taken; a share of GPU memory is refused: nothing budgets it."""
+    gpu_build = types.ModuleType("llmport.backends.llama_cpp")  # Not llama.cpp itself.
+    gpu_build.supports_gpu_offload = lambda: True  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "llmport.backends.llama_cpp", gpu_build)
+    serve._check_gpu(ServerSettings(), EngineConfig(n_gpu_layers=20))
+    with pytest.raises(UnsupportedOption, match="--n-gpu-layers"):
+        serve._check_gpu(ServerSettings(gpu_memory_utilization=0.9), EngineConfig())
+
+
+def test_settings_that_would_be_overridden_silently_pass_when_consistent() -> None:
+    serve._check_engine(EngineConfig(enable_prefix_caching=False, num_prefix_cache_slots=0))
+    serve._check_engine(EngineConfig(flash_attn="off", kv_cache_dtype="bf16"))
+    serve._check_engine(EngineConfig(flash_attn="on", kv_cache_dtype="q4_0"))
 
 
 def test_a_taken_port_is_a_clear_error() -> None:
@@ -58,3 +104,16 @@ def test_served_model_names_alias_the_preloaded_model(
             )
             assert response.status_code == 200, response.text
             assert response.json()["model"] == name
+
+
+def test_generated_flags_reach_the_engine_and_manager_and_win_over_the_environment(
+    tmp_path: Path, tiny_model_path: Path
+) -> None:
+    args = (str(tiny_model_path), "--max-model-len", "512", "--no-warm-spare",
+            "--enable-auto-tool-choice")  # fmt: skip
+    env = {"LLMPORT_MAX_MODEL_LEN": "1024", "LLMPORT_MAX_NUM_SEQS": "2"}
+    with running_server(tmp_path, *args, env=env) as server:
+        models = httpx.get(f"{server.openai_url}/models").json()["data"]
+        assert [m["max_model_len"] for m in models if m["id"] == str(tiny_model_path)] == [512]
+        engines = [w for w in server.workers() if "spawn_main" in " ".join(w.cmdline())]
+        assert len(engines) == 1  # The loaded model's worker, and no spare.

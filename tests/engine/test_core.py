@@ -1,4 +1,5 @@
-"""EngineCore end to end on the tiny model with real llama.cpp."""
+"""EngineCore end to end: over the deterministic fake backend, and on the tiny model with
+real llama.cpp."""
 
 from __future__ import annotations
 
@@ -8,9 +9,63 @@ from pathlib import Path
 import llama_cpp
 import pytest
 from engine_helpers import joined, kv_holders, make_engine, request, run_all
+from fake_backend import FakeBackend, reference_output
 
+from llmport.config import EngineConfig
+from llmport.engine.core import EngineCore
 from llmport.errors import ContextLengthExceeded, InvalidParameter
 from llmport.types import FinishReason
+
+
+def fake_engine(**backend_args: int) -> EngineCore:
+    return EngineCore(FakeBackend(**backend_args), EngineConfig(max_num_seqs=4))
+
+
+# -- over the fake backend ---------------------------------------------------------------
+
+
+def test_each_step_emits_one_delta_per_sampled_token() -> None:
+    engine = fake_engine()
+    prompt = [5, 6, 7]
+    assert engine.add_request(request("a", prompt, max_tokens=6)) == prompt
+    outputs = run_all(engine)["a"]
+    assert [o.token_ids for o in outputs] == [[t] for t in reference_output(prompt, 6)]
+    assert outputs[0].prompt_token_ids == prompt
+    assert all(o.prompt_token_ids is None and o.usage is None for o in outputs[1:-1])
+    last = outputs[-1]
+    assert last.finish_reason is FinishReason.LENGTH and last.timings is not None
+    assert last.usage is not None
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (3, 6)
+    assert engine.num_requests == 0 and engine.stats().num_cached_prefixes == 1
+
+
+def test_n_choices_share_the_first_choices_prompt_kv() -> None:
+    engine = fake_engine()
+    prompt = list(range(30))
+    engine.add_request(request("n3", prompt, n=3, max_tokens=4))
+    outputs = run_all(engine)["n3"]
+    cached = {o.index: o.usage.cached_tokens for o in outputs if o.usage is not None}
+    assert cached == {0: 0, 1: 29, 2: 29}
+    for index in range(3):
+        token_ids = [t for o in outputs if o.index == index for t in o.token_ids]
+        assert token_ids == reference_output(prompt, 4)
+
+
+def test_abort_ends_the_request_now_and_keeps_its_kv_as_a_prefix() -> None:
+    engine = fake_engine()
+    engine.add_request(request("a", list(range(10)), max_tokens=50))
+    engine.add_request(request("b", list(range(20)), max_tokens=50))
+    engine.step()
+    engine.step()
+    (output,) = engine.abort_request("a")
+    assert output.finish_reason is FinishReason.ABORT and output.token_ids == []
+    assert output.usage is not None and output.usage.completion_tokens == 2
+    assert engine.abort_request("a") == []
+    stats = engine.stats()
+    assert (stats.num_requests, stats.num_running, stats.num_cached_prefixes) == (1, 1, 1)
+    engine.close()
+    assert isinstance(engine.backend, FakeBackend) and engine.backend.is_closed
+    assert engine.num_requests == 0
 
 
 def test_single_greedy_request_matches_llama_cpp_python(tiny_model_path: Path) -> None:

@@ -1,31 +1,32 @@
-"""A real Scheduler (KvCacheManager + PrefixCache) driven over the fake backend.
+"""The Scheduler (KvCacheManager + PrefixCache) as EngineCore drives it, over the fake backend.
 
-``Harness.step`` does what ``EngineCore.step`` does (schedule, decode with
-relieve-and-reschedule on KvCacheFull, commit, sample greedily, finish at
-max_tokens) and checks the plan and the KV after every step: every running
-sequence's slot holds exactly its computed tokens, every cached prefix its
-recorded tokens, and no slot holds anything else.
+``Harness.step`` calls ``EngineCore.step`` (schedule, execute, update) with a recording
+scheduler injected, and checks every plan as it is made and the KV after every step:
+every running sequence's slot holds exactly its computed tokens, every cached prefix
+its recorded tokens, and no slot holds anything else.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
-import numpy as np
 import pytest
 from fake_backend import FakeBackend, reference_output
 
-from llmport.backends.base import DecodeBatch, FloatMatrix, KvCacheFull
-from llmport.engine.detokenizer import IncrementalDetokenizer
+from llmport.backends.base import KvCacheFull
+from llmport.config import EngineConfig
+from llmport.engine.core import EngineCore
 from llmport.engine.kv_cache import KvCacheManager
 from llmport.engine.prefix_cache import PrefixCache
 from llmport.engine.scheduler import ScheduledChunk, Scheduler
 from llmport.engine.sequence import Sequence, SequenceStatus
-from llmport.types import FinishReason, SamplingParams
+from llmport.types import FinishReason, Request, SamplingParams
 
 
 class RecordingScheduler(Scheduler):
-    """Records each preemption with the running queue (and cache size) just before."""
+    """Checks each plan as it is made, records the plans that ran (``steps``) and each
+    preemption with the running queue (and cache size) just before."""
 
     def __init__(
         self,
@@ -33,35 +34,27 @@ class RecordingScheduler(Scheduler):
         prefix_cache: PrefixCache,
         max_num_seqs: int,
         max_num_batched_tokens: int,
+        check_plan: Callable[[list[ScheduledChunk]], None],
     ) -> None:
         super().__init__(kv, prefix_cache, max_num_seqs, max_num_batched_tokens)
+        self.check_plan = check_plan
+        self.steps: list[list[ScheduledChunk]] = []
         self.preemptions: list[tuple[Sequence, list[Sequence]]] = []
         self.num_cached_at_preemption: list[int] = []
+
+    def schedule(self) -> list[ScheduledChunk]:
+        chunks = super().schedule()
+        self.check_plan(chunks)
+        return chunks
+
+    def commit(self, chunks: list[ScheduledChunk]) -> None:
+        self.steps.append(chunks)
+        super().commit(chunks)
 
     def preempt(self, seq: Sequence) -> None:
         self.preemptions.append((seq, list(self.running)))
         self.num_cached_at_preemption.append(len(self.prefix_cache))
         super().preempt(seq)
-
-
-def make_batch(chunks: list[ScheduledChunk]) -> DecodeBatch:
-    token_ids: list[int] = []
-    positions: list[int] = []
-    slots: list[int] = []
-    is_output: list[int] = []
-    for chunk in chunks:
-        assert chunk.seq.slot is not None
-        end = chunk.start + chunk.num_tokens
-        token_ids += chunk.seq.token_ids[chunk.start : end]
-        positions += range(chunk.start, end)
-        slots += [chunk.seq.slot] * chunk.num_tokens
-        is_output += [0] * (chunk.num_tokens - 1) + [int(chunk.reaches_end)]
-    return DecodeBatch(
-        np.array(token_ids, dtype=np.int32),
-        np.array(positions, dtype=np.int32),
-        np.array(slots, dtype=np.int32),
-        np.array(is_output, dtype=np.int8),
-    )
 
 
 class Harness:
@@ -76,6 +69,7 @@ class Harness:
         check_decodes_first: bool = True,
     ) -> None:
         self.check_decodes_first = check_decodes_first
+        self.has_exact_cells = num_real_cells is None
         self.backend = FakeBackend(
             num_kv_tokens=num_kv_tokens,
             num_slots=num_slots,
@@ -87,65 +81,41 @@ class Harness:
             max_num_entries = max(0, num_slots - max_num_seqs)
         self.prefix_cache = PrefixCache(self.kv, max_num_entries)
         self.scheduler = RecordingScheduler(
-            self.kv, self.prefix_cache, max_num_seqs, max_num_batched_tokens
+            self.kv, self.prefix_cache, max_num_seqs, max_num_batched_tokens, self.check_plan
         )
+        config = EngineConfig(max_num_seqs=max_num_seqs)
+        self.engine = EngineCore(self.backend, config, scheduler=self.scheduler)
         self.seqs: list[Sequence] = []
-        self.steps: list[list[ScheduledChunk]] = []
+        self.steps = self.scheduler.steps
         self._decoding_ids: set[int] = set()
         self._num_requests = 0
 
     def add(self, prompt: list[int], max_tokens: int) -> Sequence:
         self._num_requests += 1
-        seq = Sequence(
-            f"req-{self._num_requests}",
-            0,
-            prompt,
-            SamplingParams(temperature=0.0, max_tokens=max_tokens),
-            max_tokens,
-            IncrementalDetokenizer(lambda t: b"x"),
-            None,
+        params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+        request_id = f"req-{self._num_requests}"
+        self.engine.add_request(
+            Request(request_id=request_id, prompt_token_ids=prompt, params=params)
         )
-        self.scheduler.add(seq)
+        seq = self.scheduler.waiting[-1]
+        assert seq.request_id == request_id
         self.seqs.append(seq)
         return seq
+
+    def abort(self, seq: Sequence) -> None:
+        self.engine.abort_request(seq.request_id)
 
     # -- one engine step ---------------------------------------------------------
 
     def step(self) -> list[ScheduledChunk]:
+        """One ``EngineCore.step``; the plan that ran ([] when llama.cpp refused it)."""
         self._decoding_ids = {
             s.seq_id for s in self.scheduler.running if s.num_uncomputed_tokens == 1
         }
-        chunks = self.scheduler.schedule()
-        logits = self._forward(chunks)
-        chunks = self.steps[-1]
-        self.scheduler.commit(chunks)
-        row = 0
-        for chunk in chunks:
-            if chunk.reaches_end:
-                seq = chunk.seq
-                seq.append(int(np.argmax(logits[row])))
-                seq.is_first_output = False
-                row += 1
-                if seq.num_output_tokens >= seq.max_tokens:
-                    self.scheduler.finish(seq, FinishReason.LENGTH)
-        assert row == len(logits)
+        num_steps = len(self.steps)
+        self.engine.step()
         self.check_state()
-        return chunks
-
-    def _forward(self, chunks: list[ScheduledChunk]) -> FloatMatrix:
-        for _ in range(50):
-            self.check_plan(chunks)
-            self.steps.append(chunks)
-            if not chunks:
-                return np.empty((0, self.backend.vocab_size), dtype=np.float32)
-            try:
-                return self.backend.decode(make_batch(chunks))
-            except KvCacheFull:
-                self.steps.pop()
-                if not self.scheduler.relieve(chunks):
-                    raise
-                chunks = self.scheduler.schedule()
-        raise AssertionError("relieve and schedule keep planning batches the cache refuses")
+        return self.steps[-1] if len(self.steps) > num_steps else []
 
     def run(self, max_num_steps: int = 5_000) -> None:
         for _ in range(max_num_steps):
@@ -161,6 +131,9 @@ class Harness:
         assert sum(c.num_tokens for c in chunks) <= scheduler.max_num_batched_tokens
         assert len(scheduler.running) <= scheduler.max_num_seqs
         assert len({c.seq.seq_id for c in chunks}) == len(chunks)
+        if self.has_exact_cells:
+            # The fake's cells are as many as it advertises: a plan must fit them.
+            assert sum(c.num_tokens for c in chunks) <= self.backend.num_free_cells
         for chunk in chunks:
             assert chunk.seq.status is SequenceStatus.RUNNING
             assert chunk.num_tokens >= 1
@@ -222,9 +195,9 @@ STALL_BUG = (
     "running decodes (num_uncomputed_tokens == 1) before running prefills"
 )
 RELIEVE_BUG = (
-    "After relieve() preempts the last chunk's sequence, schedule() resets _num_preempted "
-    "and re-admits it, planning the same refused batch forever (EngineCore._forward spins); "
-    "fix: reset _num_preempted in commit(), not at the start of schedule()"
+    "After _relieve_refused() preempts the refused plan's last sequence, schedule() resets "
+    "_num_preempted and re-admits it, planning the same refused batch forever (every step "
+    "is refused); fix: reset _num_preempted in commit(), not at the start of schedule()"
 )
 
 
@@ -362,6 +335,48 @@ def test_a_refused_batch_is_relieved_and_still_completes() -> None:
     harness.check_drained()
 
 
+def test_a_refused_plan_changes_nothing_and_the_next_schedule_preempts() -> None:
+    """The forward pass never re-plans: the refused step emits nothing, and the next
+    schedule preempts the refused plan's last sequence before it plans."""
+    rng = random.Random(12)
+    harness = Harness(num_kv_tokens=96, num_real_cells=60, max_num_batched_tokens=64)
+    first = harness.add(tokens(rng, 40), max_tokens=3)
+    second = harness.add(tokens(rng, 30), max_tokens=3)
+    assert harness.step() == []  # 40 + 24 tokens fit the estimate, not the 60 real cells
+    assert harness.backend.num_refused == 1
+    assert first.num_computed_tokens == second.num_computed_tokens == 0
+    assert not harness.scheduler.preemptions
+    chunks = harness.step()
+    assert harness.scheduler.preemptions == [(second, [first, second])]
+    assert [(c.seq, c.num_tokens) for c in chunks] == [(first, 40)]
+    harness.run()
+    harness.check_outputs()
+    harness.check_drained()
+
+
+def test_an_abort_after_a_refused_plan_frees_what_the_next_plan_needs() -> None:
+    rng = random.Random(12)
+    harness = Harness(num_kv_tokens=96, num_real_cells=60, max_num_batched_tokens=64)
+    first = harness.add(tokens(rng, 40), max_tokens=3)
+    second = harness.add(tokens(rng, 30), max_tokens=3)
+    assert harness.step() == []
+    harness.abort(second)
+    chunks = harness.step()
+    assert [(c.seq, c.num_tokens) for c in chunks] == [(first, 40)]
+    assert not harness.scheduler.preemptions
+    harness.run()
+    harness.check_outputs()
+    harness.check_drained()
+
+
+def test_a_refused_lone_sequence_with_nothing_to_evict_raises() -> None:
+    harness = Harness(num_real_cells=10)
+    harness.add(list(range(20)), max_tokens=3)
+    assert harness.step() == []
+    with pytest.raises(KvCacheFull, match="20 tokens"):
+        harness.step()
+
+
 # -- prefix reuse --------------------------------------------------------------------
 
 
@@ -427,6 +442,27 @@ def test_with_no_free_slot_the_cached_slot_itself_is_taken() -> None:
     harness.check_drained()
 
 
+def test_evicting_a_prefix_two_sequences_borrow_from_plans_no_empty_chunk() -> None:
+    """Freeing a cached prefix that two running sequences copied from makes the estimate
+    count its cells twice; the admission that evicted it must not plan < 1 token."""
+    prompt = list(range(1, 21))
+    harness = Harness(
+        num_kv_tokens=40, num_slots=3, max_num_seqs=3, max_num_entries=1, max_num_batched_tokens=8
+    )
+    harness.add(prompt, max_tokens=1)
+    harness.run()
+    borrowers = [harness.add([*prompt[:15], 100 + i], max_tokens=30) for i in range(2)]
+    for _ in range(4):
+        harness.step()
+    assert all(s.num_cached_tokens == 15 for s in borrowers)
+    late = harness.add([200, 201, 202, 203, 204, 205], max_tokens=3)
+    chunks = harness.step()  # check_plan: every chunk computes at least one token
+    assert late.status is SequenceStatus.RUNNING and late not in [c.seq for c in chunks]
+    harness.run()
+    harness.check_outputs()
+    harness.check_drained()
+
+
 def test_prefix_caching_off_frees_finished_slots() -> None:
     rng = random.Random(9)
     harness = Harness(max_num_entries=0)
@@ -449,8 +485,8 @@ def test_aborting_running_and_waiting_sequences_frees_their_queues() -> None:
     waiting = harness.add(tokens(rng, 20), max_tokens=10)
     harness.step()
     assert running.status is SequenceStatus.RUNNING and running.num_computed_tokens == 8
-    harness.scheduler.finish(running, FinishReason.ABORT)
-    harness.scheduler.finish(waiting, FinishReason.ABORT)
+    harness.abort(running)
+    harness.abort(waiting)
     harness.check_state()
     assert not harness.scheduler.has_unfinished
     assert harness.prefix_cache.token_ids(harness.prefix_cache.slots[0]) == running.token_ids[:8]
@@ -478,7 +514,7 @@ def random_workload(seed: int, check_decodes_first: bool) -> Harness:
             harness.add(prompt, max_tokens=rng.randint(1, 20))
         live = [*harness.scheduler.running, *harness.scheduler.waiting]
         if live and rng.random() < 0.15:
-            harness.scheduler.finish(rng.choice(live), FinishReason.ABORT)
+            harness.abort(rng.choice(live))
             harness.check_state()
         harness.step()
     harness.run()

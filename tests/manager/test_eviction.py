@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from fakes import fake_spec
+
+from llmport.engine.registry import MemoryEstimate
 from llmport.manager.eviction import needs_room, pick_victim
 from llmport.manager.loaded import LoadedModel
-from llmport.manager.memory import WORKER_OVERHEAD_BYTES, MemoryEstimate
 
 
 def model(name: str, last_used: float, num_active: int = 0, size: int = 100) -> LoadedModel:
     engine: Any = None  # Eviction never touches the engine.
     return LoadedModel(
-        path=Path(name),
+        spec=fake_spec(name),
         engine=engine,
-        info=engine,
-        memory=MemoryEstimate(size - WORKER_OVERHEAD_BYTES, 0, 0, 0),
+        memory=MemoryEstimate(size, 0, 0, 0, overhead_bytes=0),
         load_seconds=0.0,
-        name=name,
         keep_alive=300.0,
         last_used=last_used,
         num_active=num_active,

@@ -1,4 +1,4 @@
-"""ModelManager with real workers on tiny models, driven in-process."""
+"""ModelManager with real llama.cpp workers (the local runtime) on tiny models."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from llmport.config import EngineConfig
-from llmport.engine.client import WorkerProcess
+from llmport.engine.kinds import default_registry
 from llmport.errors import InsufficientMemory, ModelNotFound, QueueFull
-from llmport.manager.catalog import Catalog
-from llmport.manager.manager import MIN_CONTEXT_TOKENS, ModelManager
+from llmport.manager.manager import ModelManager
 from llmport.manager.settings import ManagerSettings
-from llmport.store.gguf_info import read_gguf_info
+from llmport.models.resolver import Resolver
+from llmport.runtime.client import WorkerProcess
+from llmport.runtime.local import LocalRuntime
 from llmport.types import Request, SamplingParams
 from tiny_model import write_tiny_model
 
@@ -30,30 +31,31 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return [write_tiny_model(folder / f"m{seed}.gguf", seed=seed) for seed in (1, 2)]
 
 
-class CountingSpawner:
-    """Counts worker processes started (a load uses one)."""
+class CountingRuntime(LocalRuntime):
+    """The local runtime, counting the worker processes it starts (a load uses one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, warm_spare: bool) -> None:
+        super().__init__(warm_spare)
         self.count = 0
 
-    def __call__(self) -> WorkerProcess:
+    def _spawn(self) -> WorkerProcess:
         self.count += 1
-        return WorkerProcess()
+        return super()._spawn()
 
 
 def run(
     body: Callable[[ModelManager], Awaitable[Any]],
     *,
-    spawner: Callable[[], WorkerProcess] = WorkerProcess,
+    runtime: LocalRuntime | None = None,
     budget_bytes: int = 1 << 40,
     **settings: Any,
 ) -> Any:
     async def main() -> Any:
         manager = ModelManager(
-            ManagerSettings(**{"warm_spare": False, **settings}),
-            EngineConfig(max_num_seqs=4),
-            Catalog(Path("/nonexistent"), {"alias": Path("/nonexistent.gguf")}),
-            spawn_worker=spawner,
+            ManagerSettings(**settings),
+            default_registry(),
+            runtime or LocalRuntime(warm_spare=False),
+            engine_configs={"llama_cpp": EngineConfig(max_num_seqs=4)},
             budget_bytes=budget_bytes,
         )
         try:
@@ -65,20 +67,21 @@ def run(
 
 
 async def generate(manager: ModelManager, name: str, keep_alive: float | None = None) -> str:
-    async with manager.acquire(name, keep_alive) as model:
+    spec = await Resolver(Path("/nonexistent")).resolve(name)
+    async with manager.acquire(spec, keep_alive) as model:
         request = Request(request_id="", prompt="hi", params=SamplingParams(max_tokens=3))
         return "".join([o.text async for o in model.engine.generate(request)])
 
 
 def test_concurrent_first_requests_share_one_load(paths: list[Path]) -> None:
-    spawner = CountingSpawner()
+    runtime = CountingRuntime(warm_spare=False)
 
     async def body(manager: ModelManager) -> None:
         await asyncio.gather(*(generate(manager, str(paths[0])) for _ in range(6)))
         assert len(manager.loaded()) == 1
 
-    run(body, spawner=spawner)
-    assert spawner.count == 1
+    run(body, runtime=runtime)
+    assert runtime.count == 1
 
 
 def test_keep_alive_zero_unloads_when_the_request_ends(paths: list[Path]) -> None:
@@ -102,7 +105,7 @@ def test_keep_alive_timer_unloads_an_idle_model_and_a_request_cancels_it(
         assert model.expires_at is not None
         await generate(manager, str(paths[1]), keep_alive=math.inf)
         await asyncio.sleep(0.5)
-        assert [m.path for m in manager.loaded()] == [paths[1]]
+        assert [m.spec.weight_files[0] for m in manager.loaded()] == [paths[1]]
 
     run(body, keep_alive="200ms")
 
@@ -112,8 +115,9 @@ def test_unknown_models_and_full_queues_are_refused(paths: list[Path]) -> None:
         with pytest.raises(ModelNotFound):
             await generate(manager, "nothing-by-this-name")
         async with contextlib.AsyncExitStack() as stack:
+            spec = await Resolver(Path("/nonexistent")).resolve(str(paths[0]))
             for _ in range(4 + 1):  # max_num_seqs + max_queue leases fill it.
-                await stack.enter_async_context(manager.acquire(str(paths[0])))
+                await stack.enter_async_context(manager.acquire(spec))
             with pytest.raises(QueueFull) as caught:
                 await generate(manager, str(paths[0]))
             assert caught.value.retry_after >= 1
@@ -153,35 +157,13 @@ def test_a_crashed_worker_is_replaced_on_the_next_request(paths: list[Path]) -> 
     run(body)
 
 
-def test_context_defaults_to_trained_and_shrinks_only_for_the_budget(
-    gemma_model_path: Path,
-) -> None:
-    info = read_gguf_info(gemma_model_path)
-
-    def plan(budget: int, **config: Any) -> int:
-        manager = ModelManager(
-            ManagerSettings(),
-            EngineConfig(**config),
-            Catalog(Path("/nonexistent")),
-            budget_bytes=budget,
-        )
-        planned, _ = manager.plan(info)
-        assert planned.max_model_len is not None
-        return planned.max_model_len
-
-    assert plan(1 << 40) == info.context_length == 32768
-    capped = plan(600 << 20)
-    assert MIN_CONTEXT_TOKENS <= capped < 32768
-    assert plan(1 << 40, max_model_len=8192) == 8192
-
-
 def test_warm_spare_is_used_for_the_next_load(paths: list[Path]) -> None:
-    spawner = CountingSpawner()
+    runtime = CountingRuntime(warm_spare=True)
 
     async def body(manager: ModelManager) -> None:
         manager.start_spare()
-        assert spawner.count == 1
+        assert runtime.count == 1
         await generate(manager, str(paths[0]))
-        assert spawner.count == 2  # The spare loaded the model; a new spare waits.
+        assert runtime.count == 2  # The spare loaded the model; a new spare waits.
 
-    run(body, spawner=spawner, warm_spare=True)
+    run(body, runtime=runtime)

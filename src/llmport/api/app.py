@@ -21,11 +21,12 @@ from llmport.api.state import AppState, app_state
 from llmport.api.streaming import ClientGone
 from llmport.config import RequestLimits
 from llmport.manager.manager import ModelManager
-from llmport.store.library import Library
+from llmport.models.resolver import Resolver
 
 
 def create_app(
     manager: ModelManager,
+    resolver: Resolver,
     *,
     api_key: str | None = None,
     preload: dict[str, float | None] | None = None,
@@ -42,19 +43,18 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         manager.start_spare()
         for name, keep_alive in (preload or {}).items():
-            await manager.preload(name, keep_alive)
+            await manager.preload(await resolver.resolve(name), keep_alive)
         try:
             yield
         finally:
             await manager.close()
 
     app = FastAPI(title="llmport", version=__version__, lifespan=lifespan)
-    library = Library(manager.catalog.cache_dir, manager.catalog.sources)
     limits = limits or RequestLimits()
     app.state.llmport = AppState(
         manager=manager,
         metrics=Metrics(),
-        library=library,
+        resolver=resolver,
         tool_call_parser=tool_call_parser,
         chat_templates=dict(chat_templates or {}),
         limits=limits,

@@ -1,6 +1,8 @@
-"""The one generation path both API dialects share: lease a model, build the engine
-request (rendering chat messages with the model's template), stream its deltas, and
-record metrics. It knows nothing of either protocol's JSON."""
+"""The one generation path every API dialect shares. A dialect resolves the model (one
+resolver), converts its body into GenerationRequests and calls ``start``; from there
+it is the same for all: check the limits, apply the model's Modelfile defaults, lease
+the model, render chat messages with its template, stream the deltas, record metrics.
+It knows nothing of any protocol's JSON."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from llmport.chat.templates import render_chat, template_source
 from llmport.errors import LlmportError
 from llmport.manager.loaded import LoadedModel
 from llmport.manager.manager import ModelManager
+from llmport.models.parameters import sampling_fields
+from llmport.models.spec import ModelSpec
 from llmport.types import GenerationRequest, Output, Request
 
 #: Status for a request whose client left before the answer was complete (nginx's 499).
@@ -51,15 +55,35 @@ def engine_request(model: LoadedModel, req: GenerationRequest) -> Request:
     )
 
 
+def apply_model_defaults(
+    req: GenerationRequest, spec: ModelSpec, chat_template: str | None
+) -> None:
+    """The model's Modelfile, applied once for every dialect: its PARAMETERs fill what the
+    client left unset; in a chat its SYSTEM leads when the client sent none and its
+    MESSAGEs come first; ``chat_template`` (``--chat-template`` or a Jinja2 TEMPLATE)
+    overrides the model's own."""
+    for name, value in sampling_fields(spec.parameters).items():
+        if name not in req.params_set:
+            setattr(req.params, name, value)
+    req.chat_template = chat_template
+    if req.messages is None or not req.is_chat:
+        return
+    preset = [{"role": role, "content": content} for role, content in spec.messages]
+    messages = [*preset, *req.messages]
+    if spec.system and not any(m.get("role") in ("system", "developer") for m in messages):
+        messages.insert(0, {"role": "system", "content": spec.system})
+    req.messages = messages
+
+
 def render_prompt(model: LoadedModel, req: GenerationRequest) -> str:
     """The chat template, most specific first: the request's (a Modelfile TEMPLATE or
     ``--chat-template``), the GGUF's ``tool_use`` variant when tools are offered, the
     GGUF's own, then the architecture's fallback."""
-    metadata = model.info.metadata
-    tool_use = metadata.get("tokenizer.chat_template.tool_use") if req.tools else None
-    own = req.chat_template or (tool_use if isinstance(tool_use, str) else None)
+    spec = model.spec
+    tool_use = spec.tool_use_template if req.tools else None
+    own = req.chat_template or tool_use
     return render_chat(
-        template_source(own or model.info.chat_template, model.info.architecture),
+        template_source(own or spec.chat_template, spec.architecture),
         req.messages or [],
         bos_token=model.engine.info.bos_token,
         eos_token=model.engine.info.eos_token,
@@ -69,13 +93,13 @@ def render_prompt(model: LoadedModel, req: GenerationRequest) -> str:
 
 
 async def generate(
-    manager: ModelManager, metrics: Metrics, req: GenerationRequest
+    manager: ModelManager, metrics: Metrics, spec: ModelSpec, req: GenerationRequest
 ) -> AsyncIterator[Delta]:
     """Stream ``req``'s deltas; errors before the first delta are the request's status."""
     started = time.monotonic()
     status = 200
     try:
-        async with manager.acquire(req.model, req.keep_alive) as model:
+        async with manager.acquire(spec, req.keep_alive) as model:
             last = None
             # Rendering a template runs in a thread: a slow one never stalls other streams.
             request = await asyncio.to_thread(engine_request, model, req)
@@ -98,12 +122,18 @@ async def generate(
 Tagged = tuple[int, Delta]
 
 
-async def start(request: HttpRequest, requests: list[GenerationRequest]) -> AsyncIterator[Tagged]:
-    """Start generating; returns once the first delta is in (or raises the refusal), so a
-    refused request answers with its own status code. Items are (request index, delta)."""
+async def start(
+    request: HttpRequest, spec: ModelSpec, requests: list[GenerationRequest]
+) -> AsyncIterator[Tagged]:
+    """Start generating ``requests`` (one body's, all for ``spec``); returns once the first
+    delta is in (or raises the refusal), so a refused request answers with its own status
+    code. Items are (request index, delta)."""
     state = app_state(request)
     check_requests(state.limits, requests)
-    stream = merge([generate(state.manager, state.metrics, r) for r in requests])
+    template = state.chat_template(spec)
+    for req in requests:
+        apply_model_defaults(req, spec, template)
+    stream = merge([generate(state.manager, state.metrics, spec, r) for r in requests])
     first = await until_disconnect(request, anext(stream))
     return _prepend(first, stream)
 

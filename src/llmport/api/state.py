@@ -10,29 +10,35 @@ from llmport.api.metrics import Metrics
 from llmport.chat.templates import is_jinja
 from llmport.config import RequestLimits
 from llmport.manager.manager import ModelManager
+from llmport.models.resolver import Resolver
+from llmport.models.spec import ModelSpec
 from llmport.store.library import Library
-from llmport.store.registry import ModelRecord
 
 
 @dataclass(frozen=True)
 class AppState:
     manager: ModelManager
     metrics: Metrics
-    library: Library
+    #: The one place a model name becomes a ModelSpec (its ``library`` holds the store).
+    resolver: Resolver
     limits: RequestLimits = field(default_factory=RequestLimits)
     #: The format tool calls are parsed from (``--tool-call-parser``).
     tool_call_parser: str = "hermes"
     #: ``--chat-template``, by served name ("*": every model).
     chat_templates: dict[str, str] = field(default_factory=dict)
 
-    def chat_template(self, name: str, record: ModelRecord | None) -> str | None:
-        """The Jinja2 template that overrides the model's own for ``name``, if any:
-        ``--chat-template``, else a Jinja2 TEMPLATE from its ``record`` (Modelfile)."""
-        found = self.chat_templates.get(name) or self.chat_templates.get("*")
+    @property
+    def library(self) -> Library:
+        return self.resolver.library
+
+    def chat_template(self, spec: ModelSpec) -> str | None:
+        """The Jinja2 template that overrides the model's own for ``spec``, if any:
+        ``--chat-template``, else a Jinja2 TEMPLATE from its Modelfile."""
+        found = self.chat_templates.get(spec.name) or self.chat_templates.get("*")
         if found is not None:
             return found
-        if record is not None and record.template and is_jinja(record.template):
-            return record.template
+        if spec.template and is_jinja(spec.template):
+            return spec.template
         return None
 
 

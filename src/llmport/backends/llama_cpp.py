@@ -17,7 +17,6 @@ import numpy as np
 
 from llmport.backends.base import DecodeBatch, FloatMatrix, KvCacheFull
 from llmport.backends.llama_cpp_grammar import LlamaGrammar
-from llmport.backends.memory import available_memory_bytes
 from llmport.config import EngineConfig
 from llmport.errors import ModelLoadFailed, ServerError
 from llmport.store.gguf_info import read_gguf_info
@@ -37,14 +36,9 @@ _GGML_TYPES = {
     "q4_0": llama.GGML_TYPE_Q4_0,
     "iq4_nl": llama.GGML_TYPE_IQ4_NL,
 }
-_BYTES_PER_KV_ELEMENT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32}
 # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. Its warnings are mostly
 # about model files users cannot change, so they log at INFO; errors stay errors.
 _LOG_LEVELS = {3: logging.INFO, 4: logging.ERROR}
-#: llama.cpp's LLAMA_MAX_SEQ.
-_MAX_SLOTS = 256
-#: Share of available memory the default KV cache may take.
-_KV_MEMORY_SHARE = 0.25
 
 
 @llama.llama_log_callback  # type: ignore[untyped-decorator]
@@ -77,7 +71,7 @@ class LlamaCppBackend:
         self._vocab_size = int(llama.llama_vocab_n_tokens(self._vocab))
         self._n_swa = int(llama.llama_model_n_swa(self._model))
         self._max_model_len, num_kv_tokens = self._context_sizes(config)
-        self._num_slots = min(_MAX_SLOTS, config.max_num_seqs + _prefix_slots(config))
+        self._num_slots = config.num_slots
         self._ctx = self._new_context(config, num_kv_tokens)
         self._num_kv_tokens = int(llama.llama_n_ctx(self._ctx))
         self._memory = llama.llama_get_memory(self._ctx)
@@ -104,30 +98,12 @@ class LlamaCppBackend:
         return model
 
     def _context_sizes(self, config: EngineConfig) -> tuple[int, int]:
-        """(max_model_len, KV cells): trained length by default, capped by memory."""
+        """(max_model_len, KV cells) as planned (the engine kind's planner sized them under
+        the memory budget); unset, the trained context for both."""
         trained = int(llama.llama_model_n_ctx_train(self._model))
         max_model_len = config.max_model_len or trained
-        if config.max_num_kv_tokens is not None:
-            return min(max_model_len, config.max_num_kv_tokens), config.max_num_kv_tokens
-        affordable = int(
-            _KV_MEMORY_SHARE * available_memory_bytes() / self._kv_bytes_per_token(config)
-        )
-        num_kv_tokens = max(256, min(max_model_len, affordable))
-        if num_kv_tokens < max_model_len:
-            logger.warning(
-                "KV cache capped at %d tokens by memory (model trained for %d)",
-                num_kv_tokens,
-                trained,
-            )
+        num_kv_tokens = config.max_num_kv_tokens or max_model_len
         return min(max_model_len, num_kv_tokens), num_kv_tokens
-
-    def _kv_bytes_per_token(self, config: EngineConfig) -> float:
-        n_layer = int(llama.llama_model_n_layer(self._model))
-        n_embd = int(llama.llama_model_n_embd(self._model))
-        n_head = max(1, int(llama.llama_model_n_head(self._model)))
-        n_head_kv = int(llama.llama_model_n_head_kv(self._model))
-        per_element = _BYTES_PER_KV_ELEMENT.get(config.kv_ggml_type_name, 0.6)
-        return 2.0 * n_layer * (n_embd // n_head) * n_head_kv * per_element
 
     def _new_context(self, config: EngineConfig, num_kv_tokens: int) -> llama.llama_context_p:
         params = llama.llama_context_default_params()
@@ -372,14 +348,6 @@ def _chain_stages(
     stages.append(llama.llama_sampler_init_temp(params.temperature))
     stages.append(llama.llama_sampler_init_dist(seed & 0xFFFFFFFF))
     return stages
-
-
-def _prefix_slots(config: EngineConfig) -> int:
-    if not config.enable_prefix_caching:
-        return 0
-    if config.num_prefix_cache_slots is not None:
-        return config.num_prefix_cache_slots
-    return max(2, config.max_num_seqs // 2)
 
 
 def _gpu_layers(requested: int | None) -> int:

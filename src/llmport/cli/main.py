@@ -11,6 +11,7 @@ import typer
 
 from llmport.cli import models
 from llmport.cli.client import CliError
+from llmport.cli.flags import SettingsCommand
 from llmport.cli.run import run
 from llmport.cli.serve import serve
 from llmport.errors import LlmportError
@@ -21,7 +22,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command()(serve)
+app.command(cls=SettingsCommand)(serve)  # Its flags are generated: plain help.
 app.command()(run)
 app.command()(models.pull)
 app.command("list")(models.list_models)

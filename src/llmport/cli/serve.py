@@ -1,6 +1,7 @@
 """``llmport serve``: every model on one port, with vLLM's flag names where they apply.
 
-Each flag also reads from ``LLMPORT_<NAME>``; a flag given here wins.
+The flags are the settings classes' fields (``cli/flags.py``): each also reads from
+``LLMPORT_<NAME>``, and a flag given here wins.
 """
 
 from __future__ import annotations
@@ -9,125 +10,115 @@ import logging
 import math
 import socket
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel, ValidationError
+from pydantic_settings import BaseSettings
 
+from llmport.cli.flags import load_settings, settings_flags
 from llmport.config import EngineConfig, RequestLimits, ServerSettings
 from llmport.errors import LlmportError, UnsupportedOption
-from llmport.manager.catalog import Catalog
 from llmport.manager.settings import ManagerSettings
+from llmport.models.resolver import Resolver
 from llmport.store.embedded import default_cache_dir
-from llmport.store.refs import ModelSources, resolve_model
+from llmport.store.refs import ModelSources
 
-Opt = typer.Option
-S = TypeVar("S", bound=BaseModel)
+#: The settings ``serve`` takes flags for, by the title they are listed under in --help.
+PANELS: dict[str, type[BaseSettings]] = {
+    "Server": ServerSettings,
+    "Engine (each model)": EngineConfig,
+    "Models in memory": ManagerSettings,
+    "Request limits": RequestLimits,
+}
+#: llama.cpp KV cache types that flash attention may be turned off with.
+_UNQUANTIZED_KV = ("f16", "bf16", "f32")
 
 
+@settings_flags(PANELS)
 def serve(
     models: Annotated[
         list[str] | None, typer.Argument(help="Models to load at start (names or .gguf paths).")
     ] = None,
-    host: Annotated[str | None, Opt(help="Address to listen on [127.0.0.1].")] = None,
-    port: Annotated[int | None, Opt(help="Port [11434].")] = None,
-    api_key: Annotated[str | None, Opt(help="Require this Bearer key.")] = None,
-    served_model_name: Annotated[
-        list[str] | None, Opt(help="Names for the preloaded model(s).")
-    ] = None,
-    max_model_len: Annotated[int | None, Opt(help="Context length [trained].")] = None,
-    max_num_seqs: Annotated[int | None, Opt(help="Parallel sequences per model [16].")] = None,
-    max_num_batched_tokens: Annotated[int | None, Opt(help="Tokens per step [512].")] = None,
-    kv_cache_dtype: Annotated[str | None, Opt(help="KV cache type [auto = f16].")] = None,
-    enable_prefix_caching: Annotated[bool | None, Opt(help="Reuse prompt KV [on].")] = None,
-    dtype: Annotated[str | None, Opt(help="Only 'auto' (GGUF keeps its types).")] = None,
-    tensor_parallel_size: Annotated[int | None, Opt(help="Only 1.")] = None,
-    gpu_memory_utilization: Annotated[float | None, Opt(help="Needs a GPU build.")] = None,
-    enable_auto_tool_choice: Annotated[bool | None, Opt(help="Let models call tools.")] = None,
-    tool_call_parser: Annotated[str | None, Opt(help="hermes, llama3_json, ...")] = None,
-    chat_template: Annotated[str | None, Opt(help="Jinja2 chat template: a file or text.")] = None,
-    keep_alive: Annotated[str | None, Opt(help="Idle time before unload [5m].")] = None,
-    max_loaded_models: Annotated[int | None, Opt(help="Models loaded at once [3].")] = None,
-    max_queue: Annotated[int | None, Opt(help="Waiting requests per model [512].")] = None,
-    memory_budget: Annotated[str | None, Opt(help="Memory for models [80% available].")] = None,
-    models_dir: Annotated[
-        Path | None, Opt(help="Serve every GGUF under this folder by its relative name.")
-    ] = None,
-    allow_model_paths: Annotated[
-        bool | None, Opt(help="Load .gguf paths named by requests [only on loopback].")
-    ] = None,
-    shutdown_timeout: Annotated[
-        float | None, Opt(help="Seconds in-flight requests get after SIGTERM [10].")
-    ] = None,
-    max_request_bytes: Annotated[
-        int | None, Opt(help="Largest body; more get 413 [8 MiB].")
-    ] = None,
-    max_n: Annotated[int | None, Opt(help="Most choices (n) per request [128].")] = None,
-    max_prompt_chars: Annotated[
-        int | None, Opt(help="Most characters in a prompt or a chat [1000000].")
-    ] = None,
-    max_prompts: Annotated[
-        int | None, Opt(help="Most prompts (or embedding inputs) per request [2048].")
-    ] = None,
-    max_messages: Annotated[int | None, Opt(help="Most messages in a chat [4096].")] = None,
+    **flags: Any,
 ) -> None:
-    """Serve the OpenAI API for every model on one port; models load on first request."""
-    flags = {k: v for k, v in locals().items() if v is not None and k != "models"}
+    """Serve the OpenAI and Ollama APIs for every model on one port; models load on demand."""
+    given = {k: v for k, v in flags.items() if v is not None and v != []}
     try:
-        server = _settings(ServerSettings, flags)
-        engine = _settings(EngineConfig, flags)
-        manager_settings = _settings(ManagerSettings, flags)
-        limits = _settings(RequestLimits, flags)
-        _check_gpu(server)
+        server = load_settings(ServerSettings, given)
+        engine = load_settings(EngineConfig, given)
+        manager_settings = load_settings(ManagerSettings, given)
+        limits = load_settings(RequestLimits, given)
+        _check_engine(engine)
+        _check_gpu(server, engine)
         aliases, preload = _preload_names(models or [], server.served_model_name)
         templates = _chat_templates(server.chat_template, [*aliases, *preload])
-        keep = None if keep_alive is not None else math.inf
+        keep = None if "keep_alive" in given else math.inf
         sock = _bind(server.host, server.port)
     except LlmportError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(2) from error
     sources = ModelSources(server.models_dir, server.accepts_model_paths)
-    catalog = Catalog(default_cache_dir(), aliases, sources)
-    _run(server, engine, manager_settings, catalog, limits, {name: keep for name in preload},
+    resolver = Resolver(default_cache_dir(), aliases, sources)
+    _run(server, engine, manager_settings, resolver, limits, {name: keep for name in preload},
          sock, templates)  # fmt: skip
 
 
-def _settings(cls: type[S], flags: dict[str, Any]) -> S:
-    given = {k: v for k, v in flags.items() if k in cls.model_fields}
-    try:
-        return cls(**given)
-    except ValidationError as error:
-        first = error.errors()[0]
-        name = "--" + "-".join(str(p) for p in first["loc"]).replace("_", "-")
-        raise UnsupportedOption(f"{name}: {first['msg']}") from None
+def _check_engine(engine: EngineConfig) -> None:
+    """Settings that would be overridden without a word are refused instead."""
+    slots = engine.num_prefix_cache_slots
+    if slots and not engine.enable_prefix_caching:
+        raise UnsupportedOption(
+            f"--num-prefix-cache-slots {slots}: prefix caching is off "
+            "(--no-enable-prefix-caching); turn it on or leave the slots unset"
+        )
+    if engine.flash_attn == "off" and engine.kv_ggml_type_name not in _UNQUANTIZED_KV:
+        raise UnsupportedOption(
+            f"--flash-attn off: llama.cpp needs flash attention for a quantized KV cache "
+            f"(--kv-cache-dtype {engine.kv_cache_dtype}); use auto or on, or an f16 cache"
+        )
 
 
-def _check_gpu(server: ServerSettings) -> None:
-    if server.gpu_memory_utilization is None:
+def _check_gpu(server: ServerSettings, engine: EngineConfig) -> None:
+    """GPU flags act or are refused: nothing in llmport budgets GPU memory, and a build
+    without a GPU cannot offload."""
+    share, layers = server.gpu_memory_utilization, engine.n_gpu_layers or 0
+    if share is None and layers <= 0:
         return
     from llmport.backends.llama_cpp import supports_gpu_offload
 
-    if not supports_gpu_offload():
+    has_gpu = supports_gpu_offload()
+    if share is not None:
+        reason = (
+            "llama.cpp offloads whole layers and llmport does not budget GPU memory; choose "
+            "how many layers with --n-gpu-layers"
+            if has_gpu
+            else "this llama.cpp build has no GPU; the memory budget (--memory-budget) sizes "
+            "what models may use"
+        )
+        raise UnsupportedOption(f"--gpu-memory-utilization: {reason}")
+    if not has_gpu:
         raise UnsupportedOption(
-            "--gpu-memory-utilization: this llama.cpp build has no GPU; the memory "
-            "budget (--memory-budget) sizes what models may use"
+            f"--n-gpu-layers {layers}: this llama.cpp build has no GPU; models run on the "
+            "CPU (leave it unset)"
         )
 
 
-def _preload_names(models: list[str], names: list[str]) -> tuple[dict[str, Path], list[str]]:
-    """Aliases from --served-model-name, and the names to load at start."""
-    cache_dir = default_cache_dir()
-    paths = [resolve_model(m, cache_dir) for m in models]
+def _preload_names(models: list[str], names: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Aliases from --served-model-name (name -> what the command line named), and the
+    names to load at start. Every model named must exist (checked now, not later)."""
+    resolver = Resolver(default_cache_dir())
+    for model in models:
+        resolver.resolve_now(model)
     if not names:
         return {}, models
-    if len(paths) == 1:
-        return dict.fromkeys(names, paths[0]), names[:1]
-    if len(paths) != len(names):
+    if len(models) == 1:
+        return dict.fromkeys(names, models[0]), names[:1]
+    if len(models) != len(names):
         raise UnsupportedOption(
-            f"--served-model-name: give one name per model ({len(paths)} models, "
+            f"--served-model-name: give one name per model ({len(models)} models, "
             f"{len(names)} names), or several names for a single model"
         )
-    return dict(zip(names, paths, strict=True)), names
+    return dict(zip(names, models, strict=True)), names
 
 
 def _chat_templates(template: str | None, names: list[str]) -> dict[str, str]:
@@ -161,7 +152,7 @@ def _run(
     server: ServerSettings,
     engine: EngineConfig,
     manager_settings: ManagerSettings,
-    catalog: Catalog,
+    resolver: Resolver,
     limits: RequestLimits,
     preload: dict[str, float | None],
     sock: socket.socket,
@@ -171,15 +162,24 @@ def _run(
 
     from llmport.api.app import create_app
     from llmport.api.shutdown import DrainingServer
+    from llmport.engine.kinds import default_registry
+    from llmport.engine.llama_cpp_kind import LLAMA_CPP_NAME
     from llmport.manager.manager import ModelManager
+    from llmport.runtime.local import LocalRuntime
 
     # A server says what it loads and unloads; -v adds engine and llama.cpp detail.
     llmport_logger = logging.getLogger("llmport")
     llmport_logger.setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
-    manager = ModelManager(manager_settings, engine, catalog)
+    manager = ModelManager(
+        manager_settings,
+        default_registry(),
+        LocalRuntime(warm_spare=manager_settings.warm_spare),
+        engine_configs={LLAMA_CPP_NAME: engine},
+    )
     app = create_app(
         manager,
+        resolver,
         api_key=server.api_key,
         preload=preload,
         tool_call_parser=server.tool_call_parser or "hermes",

@@ -9,13 +9,19 @@ from typing import Any
 
 import msgspec
 
+from llmport.engine.protocol import EngineInfo, EngineStats
+from llmport.engine.registry import LoadTarget
 from llmport.types import Output, Request
 
+#: A step's statistics are the engine protocol's.
+Stats = EngineStats
 
-class Load(msgspec.Struct, tag="load"):
-    """Sent once to a spawned (warm) worker: load this model with this config."""
 
-    model_path: str
+class Load(msgspec.Struct, tag="load", kw_only=True):
+    """Sent once to a spawned (warm) worker: load these files with this engine kind."""
+
+    kind: str
+    target: LoadTarget
     config: dict[str, Any]
 
 
@@ -50,22 +56,11 @@ class Detokenize(msgspec.Struct, tag="detokenize"):
     token_ids: list[int]
 
 
-class Stats(msgspec.Struct):
-    """A snapshot of the engine's load (for metrics, and for tests to see leaks)."""
-
-    num_requests: int
-    num_running: int
-    num_waiting: int
-    num_cached_prefixes: int
-    num_used_kv_cells: int
-    num_kv_cells: int
-
-
 class Reply(msgspec.Struct, tag="reply"):
     """The answer to the call with ``call_id`` (exactly one field is set)."""
 
     call_id: int
-    stats: Stats | None = None
+    stats: EngineStats | None = None
     token_ids: list[int] | None = None
     text: str | None = None
     error: str | None = None
@@ -74,13 +69,7 @@ class Reply(msgspec.Struct, tag="reply"):
 class Ready(msgspec.Struct, tag="ready"):
     """The model is loaded; what the caller needs to know about it."""
 
-    vocab_size: int
-    max_model_len: int
-    num_kv_tokens: int
-    max_num_seqs: int
-    #: Token texts chat templates use (``{{ bos_token }}``); "" when the model has none.
-    bos_token: str = ""
-    eos_token: str = ""
+    info: EngineInfo
 
 
 class Outputs(msgspec.Struct, tag="outputs"):

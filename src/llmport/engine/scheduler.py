@@ -4,6 +4,10 @@ Every step packs one decode token per running sequence first (streams never
 stall), then fills the rest of the token budget with prefill chunks of
 waiting prompts. When KV cells run short the scheduler evicts cached
 prefixes, then preempts the newest running sequence (recomputed later).
+
+A plan fits the KV estimate by construction, so the forward pass never re-plans.
+Should llama.cpp refuse one anyway, ``refuse`` records it and the next
+``schedule`` frees KV before planning (``_relieve_refused``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 from collections import deque
 from typing import NamedTuple
 
+from llmport.backends.base import KvCacheFull
 from llmport.engine.kv_cache import KvCacheManager
 from llmport.engine.prefix_cache import PrefixCache
 from llmport.engine.sequence import Sequence, SequenceStatus
@@ -48,6 +53,7 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self._num_preempted = 0
+        self._refused: list[ScheduledChunk] = []
 
     @property
     def has_unfinished(self) -> bool:
@@ -59,12 +65,24 @@ class Scheduler:
     # -- scheduling ------------------------------------------------------------
 
     def schedule(self) -> list[ScheduledChunk]:
-        """Plan one step. Mutates slots (admission, eviction, preemption), not token counts."""
+        """Plan one step that fits the KV estimate.
+
+        Mutates slots (admission, eviction, preemption), not token counts. After a
+        refused plan it first frees KV (``_relieve_refused``); it raises KvCacheFull
+        only when nothing is left to free.
+        """
+        if self._refused:
+            self._relieve_refused()
         chunks: list[ScheduledChunk] = []
-        budget = self.max_num_batched_tokens
-        planned_cells = 0
         if not self.running:
             self._num_preempted = 0  # nothing left to thrash against
+        budget = self._schedule_running(chunks, self.max_num_batched_tokens)
+        self._schedule_waiting(chunks, budget)
+        return chunks
+
+    def _schedule_running(self, chunks: list[ScheduledChunk], budget: int) -> int:
+        """Plan the running sequences' next tokens; returns the budget left."""
+        planned_cells = 0
         # Decodes before prefill chunks: a long prompt never delays a stream's next token.
         for seq in sorted(self.running, key=lambda s: s.num_uncomputed_tokens > 1):
             if seq.status is not SequenceStatus.RUNNING or budget == 0:
@@ -75,6 +93,11 @@ class Scheduler:
             chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_tokens))
             budget -= num_tokens
             planned_cells += num_tokens
+        return budget
+
+    def _schedule_waiting(self, chunks: list[ScheduledChunk], budget: int) -> None:
+        """Admit waiting sequences into what the budget and the free cells leave."""
+        planned_cells = self.max_num_batched_tokens - budget  # a planned token takes a cell
         deferred: list[Sequence] = []
         while self._can_admit_more(budget):
             seq = self.waiting[0]
@@ -84,14 +107,16 @@ class Scheduler:
             if not self._admit(seq, planned_cells):
                 break
             self.waiting.popleft()
-            num_tokens = min(
-                seq.num_uncomputed_tokens, budget, self.kv.num_free_cells - planned_cells
-            )
+            room = self.kv.num_free_cells - planned_cells
+            if room < 1:
+                # Evicting a prefix for its slot left the prefix's borrowers counting its
+                # cells twice (an overestimate): this one's prefill starts next step.
+                break
+            num_tokens = min(seq.num_uncomputed_tokens, budget, room)
             chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_tokens))
             budget -= num_tokens
             planned_cells += num_tokens
         self.waiting.extendleft(reversed(deferred))
-        return chunks
 
     def _has_prefilling_sibling(self, seq: Sequence) -> bool:
         """Choices of one request (n > 1) wait for the first one's prefill, then share
@@ -171,21 +196,39 @@ class Scheduler:
     def commit(self, chunks: list[ScheduledChunk]) -> None:
         """Record that the chunks' tokens now have KV."""
         # Preemptions are counted from one committed step to the next, so a batch
-        # llama.cpp refused is re-planned without re-admitting what relieve() dropped.
+        # llama.cpp refused is re-planned without re-admitting what was preempted for it.
         self._num_preempted = 0
         for chunk in chunks:
             if chunk.seq.slot is not None:
                 self.kv.extend(chunk.seq.slot, chunk.num_tokens)
             chunk.seq.num_computed_tokens += chunk.num_tokens
 
-    def relieve(self, chunks: list[ScheduledChunk]) -> bool:
-        """llama.cpp refused the batch: free one thing. False if nothing can be freed."""
+    def refuse(self, chunks: list[ScheduledChunk]) -> None:
+        """llama.cpp refused the plan (KvCacheFull): nothing was computed, nothing changed.
+        The next ``schedule`` frees KV before it plans again."""
+        self._refused = chunks
+
+    def _relieve_refused(self) -> None:
+        """Free KV for the plan llama.cpp refused: the least recently used cached prefix,
+        else the plan's last sequence (the newest prefill), preempted to be recomputed.
+
+        The estimate never counts fewer cells than llama.cpp uses, so a refusal means
+        llama.cpp's own room is tighter (SWA windows, padding, a fragmented unified
+        cache). Retries end: each drops a cached prefix or a running sequence, and no
+        sequence is admitted after a preemption until a plan runs. A plan of one
+        sequence with no cached prefix left cannot shrink: KvCacheFull.
+        """
+        refused, self._refused = self._refused, []
         if self.prefix_cache.evict_one():
-            return True
-        if len(chunks) <= 1:
-            return False
-        self.preempt(chunks[-1].seq)
-        return True
+            return
+        if any(c.seq.status is not SequenceStatus.RUNNING for c in refused):
+            return  # one was aborted since the refusal: its cells are free now
+        if len(refused) == 1:
+            raise KvCacheFull(
+                f"llama.cpp has no room for {refused[0].num_tokens} tokens of the only "
+                "sequence in the step, and no cached prefix is left to evict"
+            )
+        self.preempt(refused[-1].seq)
 
     def preempt(self, seq: Sequence) -> None:
         """Drop the sequence's KV and requeue it first; its tokens are recomputed later."""

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from llmport.engine.client import EngineClient
-from llmport.manager.memory import MemoryEstimate
-from llmport.store.gguf_info import GGUFInfo
+from llmport.engine.protocol import EngineClient
+from llmport.engine.registry import MemoryEstimate
+from llmport.models.spec import ModelSpec
 
 
 @dataclass(eq=False)
@@ -20,13 +19,11 @@ class LoadedModel:
     When it drops to 0 the keep-alive timer (``expiry``) starts.
     """
 
-    path: Path
+    #: The spec of the request that loaded it (its name is what ps shows).
+    spec: ModelSpec
     engine: EngineClient
-    info: GGUFInfo
     memory: MemoryEstimate
     load_seconds: float
-    #: The name of the request that loaded it (what ps shows).
-    name: str
     #: Seconds it stays loaded once idle; math.inf = forever, 0 = unload when idle.
     keep_alive: float
     last_used: float
@@ -39,7 +36,11 @@ class LoadedModel:
 
     @property
     def key(self) -> str:
-        return str(self.path)
+        return self.spec.key
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @property
     def max_model_len(self) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from llmport.manager.budget import parse_size
 from llmport.manager.keep_alive import parse_keep_alive
-from llmport.manager.memory import parse_size
 
 
 class ManagerSettings(BaseSettings):
@@ -17,7 +17,8 @@ class ManagerSettings(BaseSettings):
     keep_alive: str = Field(
         default="5m",
         description="How long an idle model stays loaded: a duration (5m, 1h), 0 = unload "
-        "when idle, negative = forever. Requests may override it.",
+        "when idle, negative = forever. Requests may override it. Models named on serve's "
+        "command line stay loaded unless --keep-alive is given there.",
     )
     max_loaded_models: int = Field(
         default=3, ge=0, description="Most models loaded at once; 0 = as many as memory allows."

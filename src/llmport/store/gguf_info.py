@@ -133,7 +133,8 @@ class _Cursor:
         return InvalidModelFile(f"{self.path}: not a valid GGUF model file: {problem}")
 
     def truncated(self) -> InvalidModelFile:
-        return self.invalid(f"the file is truncated: it ends ({self.size} bytes) in {self.where}")
+        ends = f"it ends ({self.size} bytes) in {self.where}"
+        return self.invalid(f"the file is truncated (or a length in it is corrupt): {ends}")
 
     def take(self, num_bytes: int) -> int:
         """Step over ``num_bytes`` and return where they start."""
@@ -285,7 +286,7 @@ def _alignment(cur: _Cursor, fields: _Fields) -> int:
 
 
 def _read_tensor_infos(cur: _Cursor, num_tensors: int, alignment: int) -> list[TensorInfo]:
-    cur.where = "the tensor infos"
+    cur.where = "the header"
     cur.check_count(num_tensors, MIN_TENSOR_INFO_BYTES, "tensors")  # What the metadata left.
     tensors: list[TensorInfo] = []
     names: set[str] = set()

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from llmport.errors import InvalidParameter, LlmportError, ModelNotFound
 from llmport.store.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SHA256
-from llmport.store.gguf_info import read_gguf_info
+from llmport.store.gguf_info import GGUFInfo, read_gguf_info
 from llmport.store.hf_ref import is_hf_ref, parse_hf_ref
 from llmport.store.modelfile import Modelfile
 from llmport.store.pull import ProgressCallback, metadata_of, pull
@@ -25,10 +26,16 @@ from llmport.store.registry import ModelFile, ModelRecord, Registry, normalize_n
 class Library:
     """The models under one ``LLMPORT_HOME``."""
 
-    def __init__(self, home: Path, sources: ModelSources | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        sources: ModelSources | None = None,
+        read_info: Callable[[Path], GGUFInfo] = read_gguf_info,
+    ) -> None:
         self.home = home
         self.sources = sources or ModelSources()
         self.registry = Registry(home)
+        self._read_info = read_info
 
     def record(self, name: str) -> ModelRecord:
         """The record behind any name a user may type; ModelNotFound otherwise."""
@@ -37,8 +44,8 @@ class Library:
             return found
         path = resolve_model(name, self.home, self.sources)  # ModelNotFound with a hint.
         if is_embedded(name):
-            return _file_record(EMBEDDED_MODEL_NAME, path, EMBEDDED_SHA256)
-        return _file_record(name, path)
+            return _file_record(EMBEDDED_MODEL_NAME, self._read_info(path), EMBEDDED_SHA256)
+        return _file_record(name, self._read_info(path))
 
     def list(self) -> list[ModelRecord]:
         """Registered models, newest first, then the embedded default, then the models
@@ -63,8 +70,11 @@ class Library:
         return pull(ref, self.registry, report)
 
     def copy(self, source: str, destination: str) -> ModelRecord:
-        record = self.record(source)
-        record.name = normalize_name(destination)
+        return self.put(self.record(source), destination)
+
+    def put(self, record: ModelRecord, name: str) -> ModelRecord:
+        """Register ``record`` (its files and settings) under ``name``."""
+        record.name = normalize_name(name)
         return self.registry.put(record)
 
     def create(self, name: str, modelfile: Modelfile) -> ModelRecord:
@@ -95,9 +105,9 @@ class Library:
         return record
 
 
-def _file_record(name: str, path: Path, sha256: str | None = None) -> ModelRecord:
+def _file_record(name: str, info: GGUFInfo, sha256: str | None = None) -> ModelRecord:
+    path = info.path
     stat = path.stat()
-    info = read_gguf_info(path)
     digest = sha256 or _digest_hint(path, stat.st_size, stat.st_mtime)
     return ModelRecord(
         name=name,

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import math
 from datetime import UTC, datetime
 from typing import Any
 
 from llmport.chat.structured import response_grammar
 from llmport.errors import InvalidParameter
+from llmport.models.parameters import number, sampling_fields
 from llmport.types import Output, SamplingParams, Timings
-
-logger = logging.getLogger(__name__)
 
 #: Ollama's defaults (api.DefaultOptions) for what a request and the model leave unset.
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -22,82 +19,21 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "repeat_penalty": 1.1,
     "repeat_last_n": 64,
 }
-_FLOATS = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "min_p": "min_p",
-    "repeat_penalty": "repetition_penalty",
-    "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
-}
-_INTS = {"top_k": "top_k", "repeat_last_n": "penalty_last_n", "seed": "seed"}
-#: Options Ollama has that change nothing here (runner, memory and GPU knobs).
-_IGNORED = frozenset({
-    "num_keep", "num_batch", "num_gpu", "main_gpu", "num_thread", "use_mmap", "use_mlock",
-    "numa", "low_vram", "f16_kv", "vocab_only", "logits_all", "typical_p", "tfs_z",
-    "mirostat", "mirostat_tau", "mirostat_eta", "penalize_newline",
-})  # fmt: skip
 
 
-def to_sampling_params(options: dict[str, Any] | None, defaults: dict[str, Any]) -> SamplingParams:
-    """Request options over the model's parameters over Ollama's defaults."""
-    merged = {**DEFAULT_OPTIONS, **defaults, **(options or {})}
-    fields: dict[str, Any] = {"max_tokens": _num_predict(merged.pop("num_predict", -1))}
-    for name, value in merged.items():
-        if name in _FLOATS:
-            fields[_FLOATS[name]] = _number(name, value, float)
-        elif name in _INTS:
-            fields[_INTS[name]] = _number(name, value, int)
-        elif name == "stop":
-            fields["stop"] = _stop(value)
-        elif name in _IGNORED or name == "num_ctx":
-            continue
-        else:
-            logger.warning("ignoring unknown option %r", name)
-    if fields.get("seed", 0) < 0:
-        fields["seed"] = None  # Ollama's -1: a fresh seed.
-    if fields.get("penalty_last_n") == 0:
-        fields["repetition_penalty"] = 1.0  # Ollama's 0 turns the penalty off.
-    return SamplingParams(**fields)
-
-
-def _num_predict(value: Any) -> int | None:
-    number = _number("num_predict", value, int)
-    if number in (-1, -2):
-        return None  # No limit / fill the context: the engine caps at the context.
-    if number <= 0:
-        raise InvalidParameter(
-            f"num_predict must be positive, -1 (no limit) or -2 (fill the context), got {number}",
-            param="options.num_predict",
-        )
-    return int(number)
-
-
-def _number(name: str, value: Any, kind: type[int] | type[float]) -> Any:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if kind is int:
-        ok = ok and float(value).is_integer()
-    if not ok or not math.isfinite(float(value)):
-        raise InvalidParameter(
-            f"option {name} must be {'an integer' if kind is int else 'a number'}, got {value!r}",
-            param=f"options.{name}",
-        )
-    return kind(value)
-
-
-def _stop(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise InvalidParameter("option stop must be a string or a list of strings", param="stop")
+def to_sampling_params(options: dict[str, Any] | None) -> tuple[SamplingParams, frozenset[str]]:
+    """The request's options over Ollama's defaults, and the fields the request set (a
+    model's Modelfile PARAMETERs fill the others, after this)."""
+    explicit = sampling_fields(options or {})
+    params = SamplingParams(**{**sampling_fields(DEFAULT_OPTIONS), "max_tokens": None, **explicit})
+    return params, frozenset(explicit)
 
 
 def check_num_ctx(options: dict[str, Any] | None, max_model_len: int) -> None:
     """A num_ctx beyond what the loaded model serves is refused, never silently cut."""
     if not options or "num_ctx" not in options:
         return
-    num_ctx = _number("num_ctx", options["num_ctx"], int)
+    num_ctx = number("num_ctx", options["num_ctx"], int)
     if num_ctx <= 0 or num_ctx > max_model_len:
         raise InvalidParameter(
             f"num_ctx {num_ctx}: this server runs the model with a context of {max_model_len} "

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from llmport.api import serving
 from llmport.api.ollama import convert
 from llmport.api.ollama import protocol as p
-from llmport.api.ollama.models import require_record
+from llmport.api.ollama.models import resolve
 from llmport.api.serving import Delta
 from llmport.api.state import app_state
 from llmport.api.streaming import until_disconnect
@@ -24,7 +24,7 @@ from llmport.chat.tools import ToolCall, ToolParser, tool_parser
 from llmport.chat.tools.base import Parsed
 from llmport.errors import InvalidParameter, LlmportError, UnsupportedOption
 from llmport.manager.keep_alive import parse_keep_alive
-from llmport.store.registry import ModelRecord
+from llmport.models.spec import ModelSpec
 from llmport.types import GenerationRequest, Output, SamplingParams
 
 router = APIRouter()
@@ -37,55 +37,48 @@ async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | 
         raise UnsupportedOption("images are not supported (text models only)", param="images")
     if body.suffix:
         raise UnsupportedOption("suffix (fill-in-the-middle) is not supported", param="suffix")
+    spec = await resolve(request, body.model)
     if not body.prompt:
-        return await _load_or_unload(request, body.model, body.keep_alive, "response")
-    record = _record(request, body.model)
-    params = _params(record, body.options, body.format)
+        return await _load_or_unload(request, spec, body.keep_alive, "response")
     generation = GenerationRequest(
         request_id=f"gen-{uuid.uuid4().hex}",
         model=body.model,
-        params=params,
         keep_alive=parse_keep_alive(body.keep_alive),
+        is_chat=False,  # It renders its own prompt from SYSTEM and the template below.
+        **_params(spec, body.options, body.format),
     )
-    system = body.system if body.system is not None else (record.system or "")
+    system = body.system if body.system is not None else (spec.system or "")
     if body.raw:
         generation.prompt = body.prompt
-    elif body.template or (record.template and not is_jinja(record.template)):
-        template = body.template or record.template or ""
+    elif body.template or (spec.template and not is_jinja(spec.template)):
+        template = body.template or spec.template or ""
         generation.prompt = render_go_prompt(template, system=system, prompt=body.prompt)
-    elif record.template or record.metadata.get("chat_template"):
+    elif spec.template or spec.chat_template:
         messages = [{"role": "system", "content": system}] if system else []
         generation.messages = [*messages, {"role": "user", "content": body.prompt}]
-        generation.chat_template = app_state(request).chat_template(body.model, record)
     else:  # A base model without a chat template: the prompt is the text to continue.
         generation.prompt = f"{system}\n\n{body.prompt}" if system else body.prompt
     context = list(body.context or [])
-    return await _respond(request, body.model, generation, "response", body.stream, context)
+    return await _respond(request, spec, generation, "response", body.stream, context)
 
 
 @router.post("/api/chat", response_model=None)
 async def chat(body: p.ChatRequest, request: Request) -> JSONResponse | StreamingResponse:
+    spec = await resolve(request, body.model)
     if not body.messages:
-        return await _load_or_unload(request, body.model, body.keep_alive, "message")
+        return await _load_or_unload(request, spec, body.keep_alive, "message")
     if any(m.images for m in body.messages):
         raise UnsupportedOption("images are not supported (text models only)", param="messages")
-    record = _record(request, body.model)
-    params = _params(record, body.options, body.format)
-    messages = [m.model_dump(exclude_none=True) for m in body.messages]
-    if record.system and not any(m["role"] == "system" for m in messages):
-        messages.insert(0, {"role": "system", "content": record.system})
-    preset = [{"role": role, "content": content} for role, content in record.messages]
     generation = GenerationRequest(
         request_id=f"chat-{uuid.uuid4().hex}",
         model=body.model,
-        params=params,
-        messages=preset + messages,
+        messages=[m.model_dump(exclude_none=True) for m in body.messages],
         tools=body.tools,
         keep_alive=parse_keep_alive(body.keep_alive),
-        chat_template=app_state(request).chat_template(body.model, record),
+        **_params(spec, body.options, body.format),
     )
     parser = tool_parser(app_state(request).tool_call_parser) if body.tools else None
-    return await _respond(request, body.model, generation, "message", body.stream, None, parser)
+    return await _respond(request, spec, generation, "message", body.stream, None, parser)
 
 
 @router.post("/api/embed")
@@ -113,41 +106,37 @@ async def embeddings(body: p.EmbeddingsRequest, request: Request) -> dict[str, A
 # -- plumbing ---------------------------------------------------------------------------
 
 
-def _record(request: Request, name: str) -> ModelRecord:
-    return require_record(app_state(request).library, name)
-
-
 def _params(
-    record: ModelRecord, options: dict[str, Any] | None, format_: str | dict[str, Any] | None
-) -> SamplingParams:
-    """Request options over the Modelfile's, checked against the model's context."""
-    convert.check_num_ctx(options, int(record.metadata.get("context_length") or 0) or 1 << 30)
-    params = convert.to_sampling_params(options, record.parameters)
+    spec: ModelSpec, options: dict[str, Any] | None, format_: str | dict[str, Any] | None
+) -> dict[str, Any]:
+    """``params`` and ``params_set`` of the GenerationRequest: the request's options over
+    Ollama's defaults (the Modelfile's fill the gap later), checked against the context."""
+    convert.check_num_ctx(options, spec.trained_context or 1 << 30)
+    params, explicit = convert.to_sampling_params(options)
     params.grammar = convert.format_grammar(format_)
-    return params
+    return {"params": params, "params_set": explicit}
 
 
 async def _load_or_unload(
-    request: Request, name: str, keep_alive: p.KeepAlive, kind: str
+    request: Request, spec: ModelSpec, keep_alive: p.KeepAlive, kind: str
 ) -> JSONResponse:
     """Ollama's empty request: load the model, or with keep_alive 0 unload it."""
     manager = app_state(request).manager
-    _record(request, name)
     seconds = parse_keep_alive(keep_alive)
     if seconds == 0:
-        await manager.unload(name)
+        await manager.unload(spec)
         reason = "unload"
     else:
-        await manager.preload(name, seconds)
+        await manager.preload(spec, seconds)
         reason = "load"
-    body: dict[str, Any] = {"model": name, "created_at": convert.now_iso()}
+    body: dict[str, Any] = {"model": spec.name, "created_at": convert.now_iso()}
     body[kind] = "" if kind == "response" else {"role": "assistant", "content": ""}
     return JSONResponse({**body, "done": True, "done_reason": reason})
 
 
 async def _respond(
     request: Request,
-    name: str,
+    spec: ModelSpec,
     generation: GenerationRequest,
     kind: str,
     stream: bool,
@@ -155,8 +144,8 @@ async def _respond(
     parser: ToolParser | None = None,
 ) -> JSONResponse | StreamingResponse:
     started = time.monotonic()
-    deltas = await serving.start(request, [generation])
-    final = _Final(name, kind, started, context)
+    deltas = await serving.start(request, spec, [generation])
+    final = _Final(spec.name, kind, started, context)
     if not stream:
         await until_disconnect(request, serving.consume(deltas, final.add))
         if parser is None:
@@ -249,7 +238,7 @@ async def _embed_all(
     """(vectors in input order, prompt tokens, seconds spent loading the model)."""
     if not inputs or not all(isinstance(text, str) and text for text in inputs):
         raise InvalidParameter("input must be a non-empty string or list of strings", param="input")
-    _record(request, name)
+    spec = await resolve(request, name)
     seconds = parse_keep_alive(keep_alive)
     base = uuid.uuid4().hex
     requests = [
@@ -273,5 +262,7 @@ async def _embed_all(
         if delta.model.loaded_at >= started:
             counts["load"] = delta.model.load_seconds
 
-    await until_disconnect(request, serving.consume(await serving.start(request, requests), add))
+    await until_disconnect(
+        request, serving.consume(await serving.start(request, spec, requests), add)
+    )
     return [vectors[i] for i in range(len(inputs))], int(counts["tokens"]), counts["load"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +17,7 @@ from llmport import __version__
 from llmport.api.ollama import protocol as p
 from llmport.api.state import app_state
 from llmport.errors import InvalidParameter, LlmportError, ModelNotFound
+from llmport.models.spec import ModelSpec
 from llmport.store.library import Library, details
 from llmport.store.modelfile import Modelfile, parse_modelfile
 from llmport.store.pull import Progress
@@ -44,7 +46,11 @@ async def version() -> dict[str, str]:
 
 @router.get("/api/tags")
 async def tags(request: Request) -> dict[str, Any]:
-    records = await asyncio.to_thread(app_state(request).library.list)
+    resolver = app_state(request).resolver
+    records = await asyncio.to_thread(resolver.library.list)
+    for alias in resolver.aliases:  # --served-model-name: listed by the name it answers to.
+        spec = await resolver.resolve(alias)
+        records.insert(0, dataclasses.replace(spec.record, name=alias))
     return {"models": [_tag(record) for record in records]}
 
 
@@ -53,7 +59,7 @@ async def ps(request: Request) -> dict[str, Any]:
     state = app_state(request)
     models = []
     for model in state.manager.loaded():
-        record = await asyncio.to_thread(_maybe_record, state.library, model.name)
+        record = dataclasses.replace(model.spec.record, name=model.name)
         expires = model.expires_at
         if model.is_forever:
             expires_at = "2318-11-25T00:00:00Z"  # Ollama shows "forever" as a far date.
@@ -61,7 +67,7 @@ async def ps(request: Request) -> dict[str, Any]:
             expires_at = _iso(datetime.now(UTC) + timedelta(seconds=model.keep_alive))
         else:
             expires_at = _iso(datetime.fromtimestamp(expires, UTC))
-        entry: dict[str, Any] = _tag(record) if record else {"name": model.name}
+        entry: dict[str, Any] = _tag(record)
         entry.update(
             size=model.memory.total_bytes,
             size_vram=0,
@@ -74,7 +80,8 @@ async def ps(request: Request) -> dict[str, Any]:
 
 @router.post("/api/show")
 async def show(body: p.ModelRequest, request: Request) -> dict[str, Any]:
-    record = await asyncio.to_thread(require_record, app_state(request).library, body.target)
+    spec = await resolve(request, body.target)
+    record = spec.record
     meta = record.metadata
     arch = str(meta.get("architecture", ""))
     template = record.template or meta.get("chat_template") or ""
@@ -91,7 +98,7 @@ async def show(body: p.ModelRequest, request: Request) -> dict[str, Any]:
             f"{arch}.context_length": meta.get("context_length", 0),
             f"{arch}.embedding_length": meta.get("embedding_length", 0),
         },
-        "capabilities": ["completion", "embedding"],
+        "capabilities": spec.capabilities,
         "modified_at": _iso(datetime.fromtimestamp(record.modified or 0, UTC)),
     }
 
@@ -108,8 +115,9 @@ async def pull(body: p.ModelRequest, request: Request) -> JSONResponse | Streami
 @router.delete("/api/delete")
 async def delete(body: p.ModelRequest, request: Request) -> Response:
     state = app_state(request)
-    if any(m.name == body.target for m in state.manager.loaded()):
-        await state.manager.unload(body.target)
+    for model in state.manager.loaded():
+        if model.name == body.target:
+            await state.manager.unload(model.spec)
     try:
         await asyncio.to_thread(state.library.delete, body.target)
     except ModelNotFound:
@@ -119,7 +127,9 @@ async def delete(body: p.ModelRequest, request: Request) -> Response:
 
 @router.post("/api/copy")
 async def copy(body: p.CopyRequest, request: Request) -> Response:
-    await asyncio.to_thread(_copy, app_state(request).library, body.source, body.destination)
+    spec = await resolve(request, body.source)
+    library = app_state(request).library
+    await asyncio.to_thread(library.put, dataclasses.replace(spec.record), body.destination)
     return Response(status_code=200)
 
 
@@ -160,24 +170,12 @@ def _value(value: object) -> str:
     return json.dumps(value) if isinstance(value, str) else str(value)
 
 
-def require_record(library: Library, name: str) -> ModelRecord:
-    """The record for ``name``, or Ollama's 404: ``model 'x' not found``."""
+async def resolve(request: Request, name: str) -> ModelSpec:
+    """The spec for ``name`` from the one resolver, or Ollama's 404: ``model 'x' not found``."""
     try:
-        return library.record(name)
+        return await app_state(request).resolver.resolve(name)
     except ModelNotFound:
         raise ModelNotFound(f"model '{name}' not found", param="model") from None
-
-
-def _maybe_record(library: Library, name: str) -> ModelRecord | None:
-    try:
-        return library.record(name)
-    except LlmportError:
-        return None
-
-
-def _copy(library: Library, source: str, destination: str) -> None:
-    require_record(library, source)
-    library.copy(source, destination)
 
 
 def _modelfile(record: ModelRecord) -> Modelfile:

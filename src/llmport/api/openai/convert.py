@@ -45,6 +45,23 @@ def to_sampling_params(
     )
 
 
+#: Body fields whose value is the SamplingParams field of the same name.
+_SAME_NAMES = frozenset({
+    "n", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
+    "frequency_penalty", "seed", "stop", "stop_token_ids", "ignore_eos", "logit_bias",
+    "include_stop_str_in_output",
+})  # fmt: skip
+
+
+def params_set(body: p.SamplingFields) -> frozenset[str]:
+    """The SamplingParams fields the client set (the model's Modelfile fills the rest)."""
+    fields = body.model_fields_set
+    named = fields & _SAME_NAMES
+    if fields & {"max_tokens", "max_completion_tokens"}:
+        named = named | {"max_tokens"}
+    return frozenset(named)
+
+
 def _grammar(response_format: dict[str, Any] | None) -> str | None:
     """``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"schema"}}``."""
     if not response_format:
@@ -70,7 +87,10 @@ def to_completion_requests(body: p.CompletionRequest) -> list[GenerationRequest]
     if body.suffix:
         raise UnsupportedOption("suffix (fill-in-the-middle) is not supported", param="suffix")
     params = to_sampling_params(body, body.max_tokens, body.logprobs)
-    return _per_prompt("cmpl", body.model, _prompts(body.prompt), params, body.keep_alive)
+    requests = _per_prompt("cmpl", body.model, _prompts(body.prompt), params, body.keep_alive)
+    for request in requests:
+        request.params_set = params_set(body)
+    return requests
 
 
 def _per_prompt(
@@ -152,6 +172,7 @@ def to_chat_request(
         tools=body.tools,
         add_generation_prompt=body.add_generation_prompt,
         keep_alive=parse_keep_alive(body.keep_alive),
+        params_set=params_set(body),
     )
     return request, parser
 
@@ -275,23 +296,3 @@ def tool_call_deltas(deltas: list[ToolDelta]) -> list[dict[str, Any]]:
             item["function"]["name"] = delta.name
         out.append(item)
     return out
-
-
-#: Modelfile PARAMETER names (Ollama's) to the OpenAI/vLLM fields they set.
-_MODELFILE_FIELDS = {
-    "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
-    "repeat_penalty": "repetition_penalty", "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty", "seed": "seed", "stop": "stop",
-    "num_predict": "max_tokens",
-}  # fmt: skip
-
-
-def apply_model_defaults(body: p.SamplingFields, parameters: dict[str, Any]) -> None:
-    """A registered model's Modelfile PARAMETERs fill the fields the request left unset."""
-    for name, value in parameters.items():
-        field_name = _MODELFILE_FIELDS.get(name)
-        if field_name is None or field_name in body.model_fields_set:
-            continue
-        if field_name == "max_tokens" and isinstance(value, int) and value < 0:
-            value = None  # Ollama's -1/-2: no limit.
-        setattr(body, field_name, value)

@@ -27,8 +27,6 @@ from llmport.api.state import app_state
 from llmport.api.streaming import DONE, sse, until_disconnect
 from llmport.config import RequestLimits
 from llmport.errors import LlmportError
-from llmport.store.refs import find_record
-from llmport.store.registry import ModelRecord
 from llmport.types import GenerationRequest, SamplingParams
 
 router = APIRouter()
@@ -39,11 +37,12 @@ EventBuilder = Callable[[int, Delta], list[str]]
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> p.ModelList:
-    manager = app_state(request).manager
+    state = app_state(request)
     cards = {
-        m.name: p.ModelCard(id=m.name, max_model_len=m.max_model_len) for m in manager.loaded()
+        m.name: p.ModelCard(id=m.name, max_model_len=m.max_model_len)
+        for m in state.manager.loaded()
     }
-    for name in await asyncio.to_thread(manager.catalog.names):
+    for name in await asyncio.to_thread(state.resolver.names):
         cards.setdefault(name, p.ModelCard(id=name))
     return p.ModelList(data=list(cards.values()))
 
@@ -52,9 +51,9 @@ async def list_models(request: Request) -> p.ModelList:
 async def create_completion(
     body: p.CompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
-    _apply_record(body, _find_record(request, body.model))
+    spec = await app_state(request).resolver.resolve(body.model)
     requests = convert.to_completion_requests(body)
-    stream = await serving.start(request, requests)
+    stream = await serving.start(request, spec, requests)
     prompts = [r.prompt or "" for r in requests] if body.echo else None
     builder = _CompletionBuilder(body, requests[0].request_id, prompts)
     if body.stream:
@@ -67,15 +66,11 @@ async def create_completion(
 async def create_chat_completion(
     body: p.ChatCompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
-    record = _find_record(request, body.model)
-    system = _apply_record(body, record)
-    if system and not any(m.role in ("system", "developer") for m in body.messages):
-        body.messages.insert(0, p.ChatMessage(role="system", content=system))
-    parser_name = app_state(request).tool_call_parser
-    generation, parser = convert.to_chat_request(body, parser_name)
-    generation.chat_template = app_state(request).chat_template(body.model, record)
-    stream = await serving.start(request, [generation])
-    builder = ChatBuilder(body, generation.request_id, parser_name if parser else None)
+    state = app_state(request)
+    spec = await state.resolver.resolve(body.model)
+    generation, parser = convert.to_chat_request(body, state.tool_call_parser)
+    stream = await serving.start(request, spec, [generation])
+    builder = ChatBuilder(body, generation.request_id, state.tool_call_parser if parser else None)
     if body.stream:
         return _event_stream(stream, builder.chunks, builder.usage_chunk, body)
     await until_disconnect(request, serving.consume(stream, builder.add))
@@ -84,6 +79,7 @@ async def create_chat_completion(
 
 @router.post("/v1/embeddings")
 async def create_embeddings(body: p.EmbeddingRequest, request: Request) -> p.EmbeddingResponse:
+    spec = await app_state(request).resolver.resolve(body.model)
     requests = convert.to_embedding_requests(body)
     vectors: dict[int, list[float]] = {}
     totals = convert.Totals()
@@ -93,7 +89,8 @@ async def create_embeddings(body: p.EmbeddingRequest, request: Request) -> p.Emb
             vectors[index] = delta.output.embedding
         totals.add(delta.output.usage, 0)
 
-    await until_disconnect(request, serving.consume(await serving.start(request, requests), add))
+    stream = await serving.start(request, spec, requests)
+    await until_disconnect(request, serving.consume(stream, add))
     data = [
         p.Embedding(index=i, embedding=convert.embedding_data(v, body.encoding_format))
         for i, v in sorted(vectors.items())
@@ -108,7 +105,8 @@ async def tokenize(body: p.TokenizeRequest, request: Request) -> p.TokenizeRespo
     check_text(state.limits, body.prompt or "", "prompt")
     if body.messages is not None:
         _limit_messages(state.limits, body.messages)
-    async with state.manager.acquire(body.model) as model:
+    spec = await state.resolver.resolve(body.model)
+    async with state.manager.acquire(spec) as model:
         if body.messages is not None:
             generation = GenerationRequest(
                 request_id="tokenize",
@@ -117,10 +115,8 @@ async def tokenize(body: p.TokenizeRequest, request: Request) -> p.TokenizeRespo
                 messages=[convert.to_message(m) for m in body.messages],
                 tools=body.tools,
                 add_generation_prompt=body.add_generation_prompt,
-                chat_template=app_state(request).chat_template(
-                    body.model, _find_record(request, body.model)
-                ),
             )
+            serving.apply_model_defaults(generation, spec, state.chat_template(spec))
             text = await asyncio.to_thread(serving.render_prompt, model, generation)
             ids = await model.engine.tokenize(text, False)
         else:
@@ -130,7 +126,8 @@ async def tokenize(body: p.TokenizeRequest, request: Request) -> p.TokenizeRespo
 
 @router.post("/detokenize")
 async def detokenize(body: p.DetokenizeRequest, request: Request) -> p.DetokenizeResponse:
-    async with app_state(request).manager.acquire(body.model) as model:
+    state = app_state(request)
+    async with state.manager.acquire(await state.resolver.resolve(body.model)) as model:
         return p.DetokenizeResponse(prompt=await model.engine.detokenize(body.tokens))
 
 
@@ -145,19 +142,6 @@ def _limit_messages(limits: RequestLimits, messages: list[p.ChatMessage]) -> Non
         messages=[m.model_dump() for m in messages],
     )
     check_requests(limits, [probe])
-
-
-def _find_record(request: Request, name: str) -> ModelRecord | None:
-    """The registry's record for ``name`` (pulled, copied or created), if any."""
-    return find_record(name, app_state(request).library.home)
-
-
-def _apply_record(body: p.SamplingFields, record: ModelRecord | None) -> str | None:
-    """A registered model's Modelfile settings: parameters as defaults; its SYSTEM."""
-    if record is None:
-        return None
-    convert.apply_model_defaults(body, record.parameters)
-    return record.system
 
 
 def _event_stream(

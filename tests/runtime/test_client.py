@@ -1,4 +1,4 @@
-"""EngineClient and its worker process, end to end on the tiny model."""
+"""The local runtime's engine client and its worker process, end to end on the tiny model."""
 
 from __future__ import annotations
 
@@ -13,9 +13,17 @@ import pytest
 from engine_helpers import joined, make_engine, request, run_all
 
 from llmport.config import EngineConfig
-from llmport.engine.client import EngineClient
+from llmport.engine.protocol import EngineClient
+from llmport.engine.registry import LoadTarget, MemoryEstimate
 from llmport.errors import InvalidModelFile, InvalidParameter, WorkerCrashed
+from llmport.runtime.local import LocalRuntime
 from llmport.types import FinishReason, Output
+
+
+async def start_client(model_path: Path, config: EngineConfig) -> EngineClient:
+    target = LoadTarget(weight_files=[str(model_path)])
+    unplanned = MemoryEstimate(0, 0, 0, 0)  # The local runtime places by nothing but itself.
+    return await LocalRuntime(warm_spare=False).start("llama_cpp", target, config, unplanned)
 
 
 def with_client(
@@ -23,7 +31,7 @@ def with_client(
 ) -> Any:
     async def main() -> Any:
         settings = EngineConfig(**{"max_num_kv_tokens": 4096, **config})
-        client = await EngineClient.start(model_path, settings)
+        client = await start_client(model_path, settings)
         try:
             return await body(client)
         finally:
@@ -121,6 +129,6 @@ def test_worker_reports_a_load_failure(tmp_path: Path) -> None:
 
     async def main() -> None:
         with pytest.raises(InvalidModelFile):
-            await EngineClient.start(broken, EngineConfig())
+            await start_client(broken, EngineConfig())
 
     asyncio.run(main())

@@ -1,4 +1,6 @@
-"""What a model will cost in memory before it is loaded, and the budget it must fit.
+"""The llama.cpp kind's memory planner: what a GGUF model will cost before it is loaded,
+and the context it gets under a budget. One formula both plans the budget (the
+manager) and sizes the engine (the planned config is what the worker allocates).
 
 The estimate is meant as an upper bound. Sliding-window layers are counted the way
 llama.cpp sizes them (the window per sequence plus a micro-batch, with a unified cache)
@@ -8,16 +10,16 @@ context.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import logging
 
-from llmport.backends.memory import available_memory_bytes
+from llmport.config import EngineConfig
+from llmport.engine.registry import MemoryEstimate, MiB, Plan
+from llmport.errors import InvalidModelFile
+from llmport.models.spec import ModelSpec
 from llmport.store.gguf_info import GGUFInfo
 
-MiB = 1 << 20
-GiB = 1 << 30
-#: An engine worker's own cost: the interpreter, numpy, llama.cpp and its buffers.
-WORKER_OVERHEAD_BYTES = 160 * MiB
+logger = logging.getLogger(__name__)
+
 #: Bytes per KV element by llama.cpp type (block formats include their scales).
 KV_ELEMENT_BYTES = {
     "f32": 4.0,
@@ -30,22 +32,46 @@ KV_ELEMENT_BYTES = {
     "q4_0": 18 / 32,
     "iq4_nl": 18 / 32,
 }
-#: The default budget: this share of the memory available when the server starts.
-DEFAULT_BUDGET_SHARE = 0.8
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+#: The smallest context the planner shrinks a model to before calling it too large.
+MIN_CONTEXT_TOKENS = 2048
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryEstimate:
-    weights_bytes: int
-    kv_bytes: int
-    compute_bytes: int
-    num_kv_tokens: int
+def plan(spec: ModelSpec, config: EngineConfig, budget_bytes: int) -> Plan:
+    """The engine config for this model and what it costs: the trained context unless
+    max_model_len is set, shrunk only as far as the budget demands."""
+    info = spec.gguf
+    if info is None:
+        raise InvalidModelFile(f"{spec.name}: the llama.cpp engine needs a GGUF file")
+    kv_type = config.kv_ggml_type_name
+    wanted = config.max_num_kv_tokens or config.max_model_len or info.context_length
 
-    @property
-    def total_bytes(self) -> int:
-        return self.weights_bytes + self.kv_bytes + self.compute_bytes + WORKER_OVERHEAD_BYTES
+    def estimate(num_tokens: int) -> MemoryEstimate:
+        return estimate_memory(
+            info, num_tokens, kv_type, config.num_slots, config.max_num_batched_tokens
+        )
+
+    memory = estimate(wanted)
+    if memory.total_bytes > budget_bytes and config.max_model_len is None:
+        low, high = MIN_CONTEXT_TOKENS, wanted  # The largest context that fits.
+        while low < high:
+            middle = (low + high + 1) // 2
+            if estimate(middle).total_bytes <= budget_bytes:
+                low = middle
+            else:
+                high = middle - 1
+        wanted = low
+        memory = estimate(wanted)
+        logger.warning(
+            "%s: context capped at %d tokens by the memory budget (trained for %d)",
+            info.path.name,
+            wanted,
+            info.context_length,
+        )
+    max_model_len = min(wanted, config.max_model_len or wanted)
+    planned = config.model_copy(
+        update={"max_model_len": max_model_len, "max_num_kv_tokens": wanted}
+    )
+    return Plan(planned, memory)
 
 
 #: Every n-th layer attends to the whole context, the others to a sliding window, as
@@ -104,20 +130,3 @@ def estimate_memory(
     # Logits rows for every output, plus activations of one micro-batch.
     compute = 4 * (num_outputs * vocab + 16 * batch_size * info.embedding_length) + 32 * MiB
     return MemoryEstimate(weights, kv, compute, num_kv_tokens)
-
-
-def default_budget_bytes() -> int:
-    return int(DEFAULT_BUDGET_SHARE * available_memory_bytes())
-
-
-def parse_size(text: str) -> int:
-    """Bytes from ``"8GiB"``, ``"512M"``, ``"1.5g"`` or a plain byte count (powers of 1024)."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise ValueError(f"not a size: {text!r} (use bytes or a unit: 512MiB, 8GiB)")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * 1024 ** " kmgt".index(unit or " "))
-
-
-def format_size(num_bytes: int) -> str:
-    return f"{num_bytes / GiB:.2f} GiB" if num_bytes >= GiB else f"{num_bytes / MiB:.0f} MiB"

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from llmport.engine.pipe import AsyncPipe, PipeClosed
+from llmport.runtime.pipe import AsyncPipe, PipeClosed
 
 
 def test_messages_larger_than_the_socket_buffer_arrive_whole_and_in_order() -> None:

@@ -1,4 +1,4 @@
-"""EngineClient: the calling process's handle on one worker process.
+"""PipeEngineClient: the EngineClient of an engine in a worker process, over its pipe.
 
 ``generate`` yields a request's Output deltas as the worker streams them;
 cancelling the iterator (a client disconnect) aborts the request in the
@@ -18,9 +18,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 
-from llmport.config import EngineConfig
+from pydantic import BaseModel
+
 from llmport.engine.messages import (
     AbortRequest,
     AddRequest,
@@ -35,14 +35,13 @@ from llmport.engine.messages import (
     RequestFailed,
     ResetPrefixCache,
     Shutdown,
-    Stats,
     Tokenize,
     ToWorker,
     encoder,
     from_worker_decoder,
 )
-from llmport.engine.pipe import AsyncPipe, PipeClosed
-from llmport.engine.worker import run_worker
+from llmport.engine.protocol import EngineInfo, EngineStats
+from llmport.engine.registry import LoadTarget
 from llmport.errors import (
     EngineDead,
     InvalidParameter,
@@ -51,6 +50,8 @@ from llmport.errors import (
     WorkerCrashed,
     error_from_code,
 )
+from llmport.runtime.pipe import AsyncPipe, PipeClosed
+from llmport.runtime.worker import run_worker
 from llmport.types import Output, Request
 
 logger = logging.getLogger(__name__)
@@ -81,20 +82,22 @@ class WorkerProcess:
     def is_alive(self) -> bool:
         return self._process.is_alive()
 
-    async def load(self, model_path: Path, config: EngineConfig) -> EngineClient:
+    async def load(self, kind: str, target: LoadTarget, config: BaseModel) -> PipeEngineClient:
         """Load the model in this process and hand it over; raise why it failed."""
+        load = Load(kind=kind, target=target, config=config.model_dump(mode="json"))
         # A worker dead before the load is reported below as a load failure.
         with contextlib.suppress(OSError):
-            self._conn.send_bytes(encoder.encode(Load(str(model_path), config.model_dump())))
+            self._conn.send_bytes(encoder.encode(load))
         loop = asyncio.get_running_loop()
         first = await loop.run_in_executor(None, _first_message, self._conn)
         if isinstance(first, Ready):
-            return EngineClient(self._process, self._conn, first)
+            return PipeEngineClient(self._process, self._conn, first.info)
         await loop.run_in_executor(None, self._process.join, 5)
         self._conn.close()
         if isinstance(first, LoadFailed):
             raise error_from_code(first.code, first.message)
-        raise ModelLoadFailed(f"worker for {model_path} {_death(self._process)} while loading")
+        name = target.weight_files[0]
+        raise ModelLoadFailed(f"worker for {name} {_death(self._process)} while loading")
 
     def close(self) -> None:
         """Let an unused spare exit (it sees EOF)."""
@@ -104,22 +107,17 @@ class WorkerProcess:
             self._process.kill()
 
 
-class EngineClient:
-    """Talks to one worker over a pipe. Use from a single asyncio event loop."""
+class PipeEngineClient:
+    """Talks to one worker over a pipe (an EngineClient). Use from one asyncio event loop."""
 
-    def __init__(self, process: BaseProcess, conn: Connection, ready: Ready) -> None:
+    def __init__(self, process: BaseProcess, conn: Connection, info: EngineInfo) -> None:
         self._process = process
-        self.info = ready
+        self.info = info
         self._queues: dict[str, asyncio.Queue[_Item]] = {}
         self._dead: LlmportError | None = None
         self._calls: dict[int, asyncio.Future[Reply]] = {}
         self._call_ids = itertools.count()
         self._pipe = AsyncPipe(conn, self._on_message, self._on_worker_death)
-
-    @classmethod
-    async def start(cls, model_path: Path, config: EngineConfig) -> EngineClient:
-        """Spawn a worker and wait until its model is loaded (or raise why not)."""
-        return await WorkerProcess().load(model_path, config)
 
     @property
     def pid(self) -> int | None:
@@ -164,7 +162,7 @@ class EngineClient:
         if self._dead is None:
             self._send(AbortRequest(request_id))
 
-    async def stats(self) -> Stats:
+    async def stats(self) -> EngineStats:
         """The worker's load, answered between two steps."""
         reply = await self._call(lambda call_id: GetStats(call_id))
         assert reply.stats is not None  # The worker's contract, not user input.

@@ -1,7 +1,8 @@
-"""The worker process: owns one model's EngineCore and runs its step loop.
+"""The worker process: owns one model's engine and runs its step loop.
 
-It starts without a model, imports llama.cpp, and waits for one ``Load``: so a
-server keeps a spare warm and a model swap costs little more than the mmap.
+It starts without a model, imports the engine kinds, and waits for one ``Load``: so
+a server keeps a spare warm and a model swap costs little more than the mmap. The
+engine comes from the registry's factory for the kind the server asked for.
 Once loaded it blocks on the pipe when idle and drains it between steps when
 busy, so a new request or an abort waits at most one step.
 """
@@ -10,10 +11,8 @@ from __future__ import annotations
 
 import logging
 from multiprocessing.connection import Connection
-from pathlib import Path
 
-from llmport.config import EngineConfig
-from llmport.engine.core import EngineCore
+from llmport.engine.kinds import default_registry
 from llmport.engine.messages import (
     AbortRequest,
     AddRequest,
@@ -33,6 +32,7 @@ from llmport.engine.messages import (
     encoder,
     to_worker_decoder,
 )
+from llmport.engine.protocol import WorkerEngine
 from llmport.errors import LlmportError
 from llmport.types import Output
 
@@ -42,8 +42,9 @@ logger = logging.getLogger(__name__)
 def run_worker(conn: Connection, log_level: int) -> None:
     """Process entry point (spawned): import, wait for Load, say Ready, serve until Shutdown."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from llmport.backends.llama_cpp import LlamaCppBackend
-
+    registry = default_registry()
+    for kind in registry.kinds():  # A spare imports its libraries before any load.
+        kind.warm_up()
     try:
         load = to_worker_decoder.decode(conn.recv_bytes())
     except (EOFError, OSError):
@@ -51,87 +52,69 @@ def run_worker(conn: Connection, log_level: int) -> None:
     if not isinstance(load, Load):
         return
     try:
-        config = EngineConfig(**load.config)
-        core = EngineCore(LlamaCppBackend(Path(load.model_path), config), config)
+        kind = registry.get(load.kind)
+        engine = kind.create(load.target, kind.config_class(**load.config))
     except LlmportError as error:
         _send(conn, LoadFailed(code=error.code, message=error.message))
         return
-    _send(conn, _ready(core))
+    _send(conn, Ready(engine.info))
     try:
-        _serve(core, conn)
+        _serve(engine, conn)
     except (EOFError, BrokenPipeError):
         logger.info("the engine client went away; worker exits")
     finally:
-        core.close()
+        engine.close()
 
 
-def _ready(core: EngineCore) -> Ready:
-    backend = core.backend
-    return Ready(
-        vocab_size=backend.vocab_size,
-        max_model_len=backend.max_model_len,
-        num_kv_tokens=backend.num_kv_tokens,
-        max_num_seqs=core.config.max_num_seqs,
-        bos_token=backend.bos_token,
-        eos_token=backend.eos_token,
-    )
-
-
-def _serve(core: EngineCore, conn: Connection) -> None:
+def _serve(engine: WorkerEngine, conn: Connection) -> None:
     while True:
-        timeout = 0.0 if core.has_unfinished_requests else None
+        timeout = 0.0 if engine.has_unfinished_requests else None
         while conn.poll(timeout):
             message = to_worker_decoder.decode(conn.recv_bytes())
             if isinstance(message, Shutdown):
                 return
-            _handle(core, conn, message)
+            _handle(engine, conn, message)
             timeout = 0.0
-        if core.has_unfinished_requests:
-            _step(core, conn)
+        if engine.has_unfinished_requests:
+            _step(engine, conn)
 
 
-def _handle(core: EngineCore, conn: Connection, message: ToWorker) -> None:
+def _handle(engine: WorkerEngine, conn: Connection, message: ToWorker) -> None:
     if isinstance(message, AddRequest):
+        request_id = message.request.request_id
         try:
-            core.add_request(message.request)
+            engine.add_request(message.request)
         except LlmportError as error:
-            _send(conn, _failure(message.request.request_id, error))
+            _send(conn, _failure(request_id, error))
         except Exception as error:
             # A bug must fail this request only, never the worker and its other requests.
-            logger.exception("adding request %s failed", message.request.request_id)
-            core.abort_request(message.request.request_id)
-            _send(conn, RequestFailed(message.request.request_id, "server_error", f"{error!r}"))
+            logger.exception("adding request %s failed", request_id)
+            engine.abort_request(request_id)
+            _send(conn, RequestFailed(request_id, "server_error", f"{error!r}"))
     elif isinstance(message, AbortRequest):
-        _send_outputs(conn, core.abort_request(message.request_id))
+        _send_outputs(conn, engine.abort_request(message.request_id))
     elif isinstance(message, ResetPrefixCache):
-        core.reset_prefix_cache()
+        engine.reset_prefix_cache()
     elif isinstance(message, GetStats):
-        _send(conn, Reply(message.call_id, stats=core.stats()))
+        _send(conn, Reply(message.call_id, stats=engine.stats()))
     elif isinstance(message, Tokenize):
-        ids = core.backend.tokenize(message.text, message.add_special_tokens)
+        ids = engine.tokenize(message.text, message.add_special_tokens)
         _send(conn, Reply(message.call_id, token_ids=ids))
     elif isinstance(message, Detokenize):
-        _send(conn, _detokenize(core, message))
+        try:
+            _send(conn, Reply(message.call_id, text=engine.detokenize(message.token_ids)))
+        except LlmportError as error:
+            _send(conn, Reply(message.call_id, error=error.message))
 
 
-def _detokenize(core: EngineCore, message: Detokenize) -> Reply:
-    vocab_size = core.backend.vocab_size
-    bad = [t for t in message.token_ids if not 0 <= t < vocab_size]
-    if bad:
-        return Reply(message.call_id, error=f"token ids {bad[:5]} are outside the vocabulary")
-    data = b"".join(core.backend.piece(t) for t in message.token_ids)
-    return Reply(message.call_id, text=data.decode(errors="replace"))
-
-
-def _step(core: EngineCore, conn: Connection) -> None:
+def _step(engine: WorkerEngine, conn: Connection) -> None:
     try:
-        outputs = core.step()
+        outputs = engine.step()
     except Exception as error:
         # A broken step must not take the worker down: fail what was in flight.
         logger.exception("engine step failed; failing every live request")
-        scheduler = core.scheduler
-        for request_id in {s.request_id for s in [*scheduler.running, *scheduler.waiting]}:
-            core.abort_request(request_id)
+        for request_id in engine.unfinished_request_ids:
+            engine.abort_request(request_id)
             _send(conn, RequestFailed(request_id, "server_error", f"engine error: {error}"))
         return
     _send_outputs(conn, outputs)

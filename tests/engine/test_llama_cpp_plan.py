@@ -1,30 +1,18 @@
-"""Memory estimates and sizes."""
+"""The llama.cpp kind's memory planner: estimates against what llama.cpp allocates, and
+the context it gives a model under a budget."""
 
 from pathlib import Path
+from typing import Any
 
-import pytest
-
-from llmport.manager.memory import estimate_memory, format_size, kv_bytes_per_token, parse_size
-from llmport.store.gguf_info import read_gguf_info
-
-
-@pytest.mark.parametrize(
-    ("text", "size"),
-    [("1024", 1024), ("512MiB", 512 << 20), ("8G", 8 << 30), ("1.5gib", 3 << 29), ("2k", 2048)],
+from llmport.config import EngineConfig
+from llmport.engine.llama_cpp_plan import (
+    MIN_CONTEXT_TOKENS,
+    estimate_memory,
+    kv_bytes_per_token,
+    plan,
 )
-def test_parse_size(text: str, size: int) -> None:
-    assert parse_size(text) == size
-
-
-@pytest.mark.parametrize("text", ["", "lots", "-1G", "8 GB of RAM"])
-def test_parse_size_rejects_nonsense(text: str) -> None:
-    with pytest.raises(ValueError, match="not a size"):
-        parse_size(text)
-
-
-def test_format_size() -> None:
-    assert format_size(3 << 29) == "1.50 GiB"
-    assert format_size(300 << 20) == "300 MiB"
+from llmport.models.resolver import Resolver
+from llmport.store.gguf_info import read_gguf_info
 
 
 def test_gemma_kv_cost_counts_every_layer(gemma_model_path: Path) -> None:
@@ -48,3 +36,19 @@ def test_gemma_kv_estimate_matches_what_llama_cpp_allocates(gemma_model_path: Pa
     # (3 layers x 32768 cells) and a SWA cache of 187.5 MiB (15 layers x 12800 cells).
     estimate = estimate_memory(info, 32768, "f16", 24, 512)
     assert estimate.kv_bytes == int((96 + 187.5) * 2**20)
+
+
+def test_context_defaults_to_trained_and_shrinks_only_for_the_budget(
+    gemma_model_path: Path, tmp_path: Path
+) -> None:
+    spec = Resolver(tmp_path).resolve_now(str(gemma_model_path))
+
+    def planned_len(budget: int, **config: Any) -> int:
+        planned, _ = plan(spec, EngineConfig(**config), budget)
+        assert planned.max_model_len is not None
+        return planned.max_model_len
+
+    assert planned_len(1 << 40) == spec.trained_context == 32768
+    capped = planned_len(600 << 20)
+    assert MIN_CONTEXT_TOKENS <= capped < 32768
+    assert planned_len(1 << 40, max_model_len=8192) == 8192

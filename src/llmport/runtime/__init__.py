@@ -1,0 +1,1 @@
+"""Where engines run: a local worker process today; every runtime hands back an EngineClient."""
