@@ -44,6 +44,14 @@ def server(
             client.copy("alias", "copied")
             client.create(model="created", from_="copied")
             yield server, ["alias", "copied", "created", pulled, str(model_path)]
+            client._client.close()
+
+
+def ollama_client(server: Server) -> ollama.Client:
+    """A client closed with the server's OpenAI clients (no socket left for the GC)."""
+    client = ollama.Client(host=server.base_url)
+    server.clients.append(client._client)  # type: ignore[arg-type]
+    return client
 
 
 def test_every_name_kind_answers_the_same_on_every_route(
@@ -51,7 +59,7 @@ def test_every_name_kind_answers_the_same_on_every_route(
 ) -> None:
     srv, names = server
     openai = srv.openai()
-    client = ollama.Client(host=srv.base_url)
+    client = ollama_client(srv)
     answers = set()
     for name in names:
         completion = openai.completions.create(
@@ -77,7 +85,7 @@ def test_a_modelfiles_messages_system_and_repeat_last_n_apply_on_both_dialects(
     server: tuple[Server, list[str]],
 ) -> None:
     srv, _ = server
-    client = ollama.Client(host=srv.base_url)
+    client = ollama_client(srv)
     openai = srv.openai()
     client.create(model="preset", from_="alias", system="Be brief.",
                   messages=[{"role": "user", "content": "hi"},

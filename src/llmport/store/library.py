@@ -77,9 +77,12 @@ class Library:
         record.name = normalize_name(name)
         return self.registry.put(record)
 
-    def create(self, name: str, modelfile: Modelfile) -> ModelRecord:
-        """A new name: FROM's files with the Modelfile's settings on top."""
-        base = self.record(modelfile.from_)
+    def create(
+        self, name: str, modelfile: Modelfile, base: ModelRecord | None = None
+    ) -> ModelRecord:
+        """A new name: FROM's files (``base``: FROM already resolved) with the Modelfile's
+        settings on top."""
+        base = base or self.record(modelfile.from_)
         base.name = normalize_name(name)
         base.source = modelfile.from_
         base.parameters = {**base.parameters, **modelfile.parameters}

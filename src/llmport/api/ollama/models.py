@@ -139,8 +139,9 @@ async def create(body: p.CreateRequest, request: Request) -> JSONResponse | Stre
     if not name:
         raise InvalidParameter("model (the new name) is required", param="model")
     modelfile = _create_modelfile(body)
+    base = await resolve(request, modelfile.from_)  # FROM any name the server answers to.
     library = app_state(request).library
-    await asyncio.to_thread(library.create, name, modelfile)
+    await asyncio.to_thread(library.create, name, modelfile, dataclasses.replace(base.record))
     if not body.stream:
         return JSONResponse({"status": "success"})
     statuses = ["using existing layer", "writing manifest", "success"]
