@@ -49,7 +49,13 @@ def _log_to_python(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 
 
 def _init_process() -> None:
-    """Route llama.cpp's logging into Python logging; init the backend once per process."""
+    """Route llama.cpp's logging into Python logging; init the backend once per process.
+
+    ggml's abort handler forks a debugger to print a backtrace; when several threads
+    abort at once those forks can deadlock holding the worker's pipe open, so its death
+    would never be seen. A crash must end the process at once: no backtrace.
+    """
+    os.environ.setdefault("GGML_NO_BACKTRACE", "1")
     llama.llama_log_set(_log_to_python, ctypes.c_void_p(0))
     llama.llama_backend_init()
 
