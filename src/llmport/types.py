@@ -14,6 +14,10 @@ import msgspec
 
 from llmport.errors import InvalidParameter
 
+#: The worker pipe (msgpack) carries 64-bit integers: larger counts, seeds and token ids
+#: are refused before they reach it.
+_INT64_RANGE = range(-(2**63), 2**63)
+
 
 class FinishReason(enum.StrEnum):
     STOP = "stop"
@@ -61,6 +65,13 @@ class SamplingParams(msgspec.Struct, kw_only=True):
 
     def validate(self, vocab_size: int) -> None:
         """Raise InvalidParameter naming the first bad field."""
+        for name in ("n", "max_tokens", "top_k", "penalty_last_n", "seed"):
+            value = getattr(self, name)
+            _check(
+                value is None or value in _INT64_RANGE,
+                name,
+                f"{name} must be a 64-bit integer, got {value}",
+            )
         _check(self.n >= 1, "n", f"n must be >= 1, got {self.n}")
         _check(
             self.max_tokens is None or self.max_tokens >= 1,
@@ -113,6 +124,13 @@ class SamplingParams(msgspec.Struct, kw_only=True):
             "logprobs",
             f"logprobs must be in [0, 20], got {self.logprobs}",
         )
+
+
+def check_token_ids(token_ids: list[int], vocab_size: int, param: str) -> None:
+    """Raise InvalidParameter for ids outside the vocabulary (huge ones never reach the
+    worker: the pipe carries only 64-bit integers)."""
+    bad = [t for t in token_ids if not 0 <= t < vocab_size]
+    _check(not bad, param, f"token ids {bad[:5]} are outside the vocabulary (size {vocab_size})")
 
 
 def _check(ok: bool, param: str, message: str) -> None:

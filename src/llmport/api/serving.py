@@ -23,7 +23,7 @@ from llmport.manager.loaded import LoadedModel
 from llmport.manager.manager import ModelManager
 from llmport.models.parameters import sampling_fields
 from llmport.models.spec import ModelSpec
-from llmport.types import GenerationRequest, Output, Request
+from llmport.types import GenerationRequest, Output, Request, check_token_ids
 
 #: Status for a request whose client left before the answer was complete (nginx's 499).
 CLIENT_CLOSED = 499
@@ -39,6 +39,7 @@ class Delta(NamedTuple):
 def engine_request(model: LoadedModel, req: GenerationRequest) -> Request:
     """Validated here too, so a bad parameter never costs a trip to the worker."""
     req.params.validate(model.engine.info.vocab_size)
+    check_token_ids(req.prompt_token_ids or [], model.engine.info.vocab_size, "prompt")
     if req.messages is None:
         return Request(
             request_id=req.request_id,

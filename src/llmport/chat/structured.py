@@ -52,6 +52,10 @@ MAX_SCHEMA_BYTES = 64 * 1024
 #: repetition into that many rules when it parses the grammar.
 MAX_REPEAT = 4096
 MAX_OPTIONAL_PROPERTIES = 64
+#: Deepest nesting of schemas inside schemas (the builder recurses once per level).
+MAX_DEPTH = 64
+#: Largest magnitude of a numeric bound: the grammar's numbers have at most 16 digits.
+MAX_BOUND = 10**16
 
 JSON_OBJECT_GRAMMAR = "root ::= object\n" + _BASE_RULES
 
@@ -85,6 +89,7 @@ class GrammarBuilder:
         self.rules: list[str] = []
         self.ref_rules: dict[str, str] = {}
         self.python = python
+        self.depth = 0
 
     def render(self, root: str) -> str:
         base = _BASE_RULES
@@ -98,11 +103,21 @@ class GrammarBuilder:
         """The expression for a top-level schema (its $defs become this grammar's)."""
         if not isinstance(schema, dict):
             _refuse("a schema that is not an object", where)
-        self.defs.update({**schema.get("definitions", {}), **schema.get("$defs", {})})
+        for key in ("definitions", "$defs"):
+            self.defs.update(_keyword(schema, key, dict, where))
         return self.visit(schema, where)
 
     def visit(self, schema: Any, where: str) -> str:
         """A GBNF expression for ``schema`` (found at JSON pointer ``where``)."""
+        if self.depth >= MAX_DEPTH:
+            _refuse(f"schemas nested more than {MAX_DEPTH} deep", where)
+        self.depth += 1
+        try:
+            return self._visit(schema, where)
+        finally:
+            self.depth -= 1
+
+    def _visit(self, schema: Any, where: str) -> str:
         if schema is True or schema == {}:
             return "value"
         if not isinstance(schema, dict):
@@ -113,12 +128,15 @@ class GrammarBuilder:
             return self._literals(schema, where)
         if "anyOf" in schema:
             _only(schema, {"anyOf"}, where)
+            options = _keyword(schema, "anyOf", list, where)
             return _group(" | ".join(self.visit(s, f"{where}/anyOf/{i}")
-                                     for i, s in enumerate(schema["anyOf"])))  # fmt: skip
+                                     for i, s in enumerate(options)))  # fmt: skip
         kinds = schema.get("type") or _implied_type(schema)
         if kinds is None:
             _only(schema, set(), where)
             return "value"
+        if not isinstance(kinds, str | list) or not all(isinstance(k, str) for k in kinds):
+            _refuse(f"type {kinds!r}", where)
         if isinstance(kinds, list):
             parts = [self.visit({**schema, "type": k}, where) for k in kinds]
             return _group(" | ".join(parts))
@@ -129,7 +147,7 @@ class GrammarBuilder:
 
     def _ref(self, schema: dict[str, Any], where: str) -> str:
         _only(schema, {"$ref"}, where)
-        ref = schema["$ref"]
+        ref = _keyword(schema, "$ref", str, where)
         for prefix in ("#/$defs/", "#/definitions/"):
             if ref.startswith(prefix) and ref[len(prefix) :] in self.defs:
                 name = "ref-" + "".join(c if c.isalnum() else "-" for c in ref[len(prefix) :])
@@ -148,20 +166,23 @@ class GrammarBuilder:
 
     def _literals(self, schema: dict[str, Any], where: str) -> str:
         _only(schema, {"enum", "const", "type"}, where)
-        values = schema["enum"] if "enum" in schema else [schema["const"]]
+        values = _keyword(schema, "enum", list, where) if "enum" in schema else [schema["const"]]
         if not values:
             _refuse("an empty enum", where)
         return _group(" | ".join(self.literal(v) for v in values))
 
     def _object(self, schema: dict[str, Any], where: str) -> str:
-        properties: dict[str, Any] = schema.get("properties", {})
+        properties: dict[str, Any] = _keyword(schema, "properties", dict, where)
         extra = schema.get("additionalProperties", True)
         if not isinstance(extra, bool):
             _refuse("additionalProperties with a schema", where)
         if not properties:
             return "object" if extra else '"{" ws "}"'
-        required = [k for k in properties if k in set(schema.get("required", []))]
-        missing = set(schema.get("required", [])) - set(properties)
+        names = _keyword(schema, "required", list, where)
+        if not all(isinstance(name, str) for name in names):
+            _refuse(f"required {names!r} (a list of property names is needed)", where)
+        required = [k for k in properties if k in set(names)]
+        missing = set(names) - set(properties)
         if missing:
             _refuse(f"required properties without a schema: {sorted(missing)}", where)
         members = {
@@ -255,6 +276,17 @@ def _count(schema: dict[str, Any], key: str, default: int, where: str) -> int:
     return value
 
 
+_JSON_NAMES: dict[type[Any], str] = {dict: "object", list: "array", str: "string"}
+
+
+def _keyword(schema: dict[str, Any], key: str, kind: type[Any], where: str) -> Any:
+    """``schema[key]`` (an empty ``kind`` when absent), refused unless it is a ``kind``."""
+    value = schema.get(key, kind())
+    if not isinstance(value, kind):
+        _refuse(f"{key} {value!r} (a JSON {_JSON_NAMES[kind]} is needed)", where)
+    return value
+
+
 def _implied_type(schema: dict[str, Any]) -> str | None:
     """The type a schema without ``type`` means by its keywords (``properties``: object)."""
     for kind in ("object", "array", "string", "number"):
@@ -267,6 +299,11 @@ def _bounds(
     schema: dict[str, Any], where: str, integral: bool
 ) -> tuple[float | None, float | None]:
     """(lowest, highest) allowed value; exclusive bounds become inclusive ones."""
+    for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        bound = schema.get(key, 0)
+        is_number = isinstance(bound, int | float) and not isinstance(bound, bool)
+        if not (is_number and -MAX_BOUND < bound < MAX_BOUND):  # NaN and infinities too.
+            _refuse(f"a bound of {bound!r}", where)
     low = schema.get("minimum")
     high = schema.get("maximum")
     step = 1 if integral else 1e-9
@@ -276,9 +313,6 @@ def _bounds(
     if "exclusiveMaximum" in schema:
         value = schema["exclusiveMaximum"]
         high = min(high, value - step) if high is not None else value - step
-    for bound in (low, high):
-        if bound is not None and not (isinstance(bound, int | float) and math.isfinite(bound)):
-            _refuse(f"a bound of {bound!r}", where)
     if integral:
         return (None if low is None else math.ceil(low), None if high is None else math.floor(high))
     return low, high

@@ -46,6 +46,11 @@ CHATML_TEMPLATE = (
 FALLBACK_TEMPLATES = {"gemma": GEMMA_TEMPLATE, "gemma2": GEMMA_TEMPLATE, "gemma3": GEMMA_TEMPLATE}
 
 
+#: What a template's own expressions raise on messages it was not written for (``1/0``,
+#: ``content + 5``...): the template and the messages are the client's, so these are 400s.
+_TEMPLATE_ERRORS = (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError)
+
+
 def is_jinja(template: str) -> bool:
     """Jinja2 (Hugging Face) rather than Go-template (Ollama) syntax."""
     return "{%" in template or "messages" in template
@@ -76,7 +81,7 @@ def render_chat(
             "eos_token": eos_token,
         }
         return render_limited(_compile(source), context)
-    except jinja2.TemplateError as error:
+    except _TEMPLATE_ERRORS as error:
         raise InvalidParameter(
             f"the chat template could not render these messages: {error}", param="messages"
         ) from error

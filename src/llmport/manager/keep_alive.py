@@ -23,6 +23,8 @@ def parse_keep_alive(value: str | float | None) -> float | None:
     if isinstance(value, bool):
         raise InvalidParameter("keep_alive must be a duration or a number", param="keep_alive")
     if isinstance(value, int | float):
+        if math.isnan(value):  # Compares false with everything: no timer could use it.
+            raise InvalidParameter("keep_alive must be a number, not NaN", param="keep_alive")
         return math.inf if value < 0 else float(value)
     text = value.strip()
     try:

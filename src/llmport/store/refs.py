@@ -48,7 +48,7 @@ class ModelSources:
         root = self.models_dir.absolute()
         # normpath, not resolve: files in the folder may be links (to the HF cache, say).
         path = Path(os.path.normpath(root / f"{name}.gguf"))
-        if root not in path.parents or not path.is_file():
+        if root not in path.parents or not os.path.isfile(path):
             return None
         return path
 
@@ -98,16 +98,18 @@ def resolve_model(ref: str | None, cache_dir: Path, sources: ModelSources | None
             "models are listed at /v1/models)",
             param="model",
         )
-    path = Path(name).expanduser()
-    if path.is_file() and path.suffix.lower() == ".gguf":
+    # os.path, not Path: a client's name may be too long for the filesystem or name a
+    # user that does not exist, and only os.path answers those with "no such file".
+    path = Path(os.path.expanduser(name))
+    if os.path.isfile(path) and path.suffix.lower() == ".gguf":
         return path.absolute()
     raise ModelNotFound(_not_found_message(name, path), param="model")
 
 
 def _not_found_message(name: str, path: Path) -> str:
-    if path.is_dir():
+    if os.path.isdir(path):
         return f"model {name!r} is a folder; pass the path of a .gguf file inside it"
-    if path.is_file():
+    if os.path.isfile(path):
         return f"model {name!r} is not a .gguf file"
     if path.suffix.lower() == ".gguf" or "/" in name or "\\" in name:
         return f"model file {str(path)!r} does not exist"

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmport.api import serving
+from llmport.api.json_body import JsonRoute
 from llmport.api.ollama import convert
 from llmport.api.ollama import protocol as p
 from llmport.api.ollama.models import resolve
@@ -27,7 +28,7 @@ from llmport.manager.keep_alive import parse_keep_alive
 from llmport.models.spec import ModelSpec
 from llmport.types import GenerationRequest, Output, SamplingParams
 
-router = APIRouter()
+router = APIRouter(route_class=JsonRoute)
 NDJSON = "application/x-ndjson"
 
 

@@ -6,14 +6,16 @@ import asyncio
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from llmport import __version__
+from llmport.api.json_body import JsonRoute
 from llmport.api.ollama import protocol as p
 from llmport.api.state import app_state
 from llmport.errors import InvalidParameter, LlmportError, ModelNotFound
@@ -23,10 +25,12 @@ from llmport.store.modelfile import Modelfile, parse_modelfile
 from llmport.store.pull import Progress
 from llmport.store.registry import ModelRecord
 
-router = APIRouter()
+router = APIRouter(route_class=JsonRoute)
 #: The Ollama API version llmport answers as (clients gate features on it).
 OLLAMA_API_VERSION = "0.12.0"
 NDJSON = "application/x-ndjson"
+#: The expiry ps shows for a model kept loaded forever, as Ollama does.
+FOREVER = datetime(2318, 11, 25, tzinfo=UTC)
 
 
 @router.get("/")
@@ -61,12 +65,12 @@ async def ps(request: Request) -> dict[str, Any]:
     for model in state.manager.loaded():
         record = dataclasses.replace(model.spec.record, name=model.name)
         expires = model.expires_at
-        if model.is_forever:
-            expires_at = "2318-11-25T00:00:00Z"  # Ollama shows "forever" as a far date.
-        elif expires is None:  # In use: the timer starts when the last request ends.
-            expires_at = _iso(datetime.now(UTC) + timedelta(seconds=model.keep_alive))
-        else:
-            expires_at = _iso(datetime.fromtimestamp(expires, UTC))
+        if expires is None:  # In use: the timer starts when the last request ends.
+            expires = time.time() + model.keep_alive
+        # Ollama shows "forever" as a far date; a keep_alive reaching past it (1e300 s,
+        # say: beyond what a datetime holds) shows as the same date.
+        far = model.is_forever or expires >= FOREVER.timestamp()
+        expires_at = _iso(FOREVER if far else datetime.fromtimestamp(expires, UTC))
         entry: dict[str, Any] = _tag(record)
         entry.update(
             size=model.memory.total_bytes,

@@ -67,7 +67,12 @@ def _grammar(response_format: dict[str, Any] | None) -> str | None:
     if not response_format:
         return None
     kind = response_format.get("type", "text")
-    schema = (response_format.get("json_schema") or {}).get("schema")
+    json_schema = response_format.get("json_schema") or {}
+    if not isinstance(json_schema, dict):
+        raise InvalidParameter(
+            "response_format json_schema must be an object", param="response_format"
+        )
+    schema = json_schema.get("schema")
     if kind == "json_schema" and schema is None:
         raise InvalidParameter(
             "response_format json_schema needs json_schema.schema", param="response_format"
@@ -183,6 +188,8 @@ def to_message(message: p.ChatMessage) -> dict[str, Any]:
     for call in out.get("tool_calls", []):
         # Templates expect arguments as an object; OpenAI sends a JSON string.
         function = call.get("function", {})
+        if not isinstance(function, dict):
+            raise InvalidParameter("tool_calls function must be an object", param="messages")
         if isinstance(function.get("arguments"), str):
             try:
                 function["arguments"] = json.loads(function["arguments"])

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmport.api import serving
 from llmport.api.errors import error_body
+from llmport.api.json_body import JsonRoute
 from llmport.api.limits import check_requests, check_text
 from llmport.api.openai import convert
 from llmport.api.openai import protocol as p
@@ -27,9 +28,9 @@ from llmport.api.state import app_state
 from llmport.api.streaming import DONE, sse, until_disconnect
 from llmport.config import RequestLimits
 from llmport.errors import LlmportError
-from llmport.types import GenerationRequest, SamplingParams
+from llmport.types import GenerationRequest, SamplingParams, check_token_ids
 
-router = APIRouter()
+router = APIRouter(route_class=JsonRoute)
 
 Tagged = serving.Tagged
 EventBuilder = Callable[[int, Delta], list[str]]
@@ -128,6 +129,7 @@ async def tokenize(body: p.TokenizeRequest, request: Request) -> p.TokenizeRespo
 async def detokenize(body: p.DetokenizeRequest, request: Request) -> p.DetokenizeResponse:
     state = app_state(request)
     async with state.manager.acquire(await state.resolver.resolve(body.model)) as model:
+        check_token_ids(body.tokens, model.engine.info.vocab_size, "tokens")
         return p.DetokenizeResponse(prompt=await model.engine.detokenize(body.tokens))
 
 

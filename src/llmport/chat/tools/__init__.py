@@ -37,11 +37,12 @@ def tool_choice_grammar(
     if choice in (None, "auto", "none"):
         return None
     check_schema_size(tools, "tools")
-    names = [t.get("function", t).get("name") for t in tools]
+    names = [_function(tool)["name"] for tool in tools]
     if choice == "required":
         return parser.call_grammar(tools, None)
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
         if name not in names:
             raise InvalidParameter(
                 f"tool_choice names {name!r}, which is not among the tools {names}",
@@ -52,6 +53,15 @@ def tool_choice_grammar(
         f"tool_choice must be auto, none, required or a function, not {choice!r}",
         param="tool_choice",
     )
+
+
+def _function(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool's function definition (OpenAI nests it under ``function``), checked to be an
+    object with a name before a grammar is built from it."""
+    function = tool.get("function", tool)
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise InvalidParameter("each tool needs a function object with a name", param="tools")
+    return function
 
 
 __all__ = ["PARSERS", "ToolCall", "ToolParser", "tool_choice_grammar", "tool_parser"]
