@@ -40,7 +40,10 @@ def wait_idle(server: Server, within: float = 10.0) -> None:
 def post(server: Server, path: str, body: object) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return httpx.post(
-        f"{server.base_url}{path}", content=content, headers={"content-type": "application/json"}
+        f"{server.base_url}{path}",
+        content=content,
+        headers={"content-type": "application/json"},
+        timeout=60,  # A busy machine may take a while over Gemma's answer.
     )
 
 

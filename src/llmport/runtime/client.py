@@ -115,6 +115,7 @@ class PipeEngineClient:
         self.info = info
         self._queues: dict[str, asyncio.Queue[_Item]] = {}
         self._dead: LlmportError | None = None
+        self._is_closing = False
         self._calls: dict[int, asyncio.Future[Reply]] = {}
         self._call_ids = itertools.count()
         self._pipe = AsyncPipe(conn, self._on_message, self._on_worker_death)
@@ -197,6 +198,7 @@ class PipeEngineClient:
     async def close(self) -> None:
         """Stop the worker: politely, then by force."""
         loop = asyncio.get_running_loop()
+        self._is_closing = True  # The pipe's end that follows is no crash.
         if self._process.is_alive():
             with contextlib.suppress(EngineDead):
                 self._send(Shutdown())
@@ -236,6 +238,9 @@ class PipeEngineClient:
 
     def _on_worker_death(self) -> None:
         """The channel ended (end of file or a broken connection): the worker is gone."""
+        if self._is_closing:
+            self._dead = EngineDead("the engine was closed")
+            return
         self._process.join(timeout=1)
         self._dead = WorkerCrashed(f"the model's worker process {_death(self._process)}")
         logger.error("%s", self._dead.message)
