@@ -199,9 +199,8 @@ class PipeEngineClient:
         """Stop the worker: politely, then by force."""
         loop = asyncio.get_running_loop()
         self._is_closing = True  # The pipe's end that follows is no crash.
-        if self._process.is_alive():
-            with contextlib.suppress(EngineDead):
-                self._send(Shutdown())
+        if self._process.is_alive() and not self._pipe.is_closed:
+            self._send(Shutdown())
             await loop.run_in_executor(None, self._process.join, 10)
         if self._process.is_alive():
             self._process.kill()
