@@ -42,8 +42,10 @@ import numpy as np
 import llmport.engine.core
 from llmport.backends.llama_cpp import LlamaCppBackend
 from llmport.config import EngineConfig
-from llmport.engine.client import EngineClient
 from llmport.engine.core import EngineCore
+from llmport.engine.protocol import EngineClient
+from llmport.engine.registry import LoadTarget, MemoryEstimate
+from llmport.runtime.local import LocalRuntime
 from llmport.store.embedded import default_cache_dir, embedded_model_path
 from llmport.types import Request, SamplingParams
 
@@ -473,7 +475,9 @@ async def llmport_rss(
         max_model_len=RSS_MAX_MODEL_LEN,
         num_threads=num_threads,
     )
-    client = await EngineClient.start(model_path, config)
+    target = LoadTarget(weight_files=[str(model_path)])
+    runtime = LocalRuntime(warm_spare=False)
+    client = await runtime.start("llama_cpp", target, config, MemoryEstimate(0, 0, 0, 0))
     pid = client.pid
     assert pid is not None  # started
     try:

@@ -9,9 +9,9 @@ import time
 from llmport.backends.base import Backend, FloatMatrix
 from llmport.config import EngineConfig
 from llmport.engine.kv_cache import KvCacheManager
-from llmport.engine.messages import Stats
 from llmport.engine.output_processor import OutputProcessor
 from llmport.engine.prefix_cache import PrefixCache
+from llmport.engine.protocol import EngineStats
 from llmport.engine.runner import ForwardResult, ModelRunner
 from llmport.engine.sampler import needs_chain, sample
 from llmport.engine.scheduler import ScheduledChunk, Scheduler
@@ -116,9 +116,9 @@ class EngineCore:
             outputs.append(self.output_processor.make_output(seq))
         return outputs
 
-    def stats(self) -> Stats:
+    def stats(self) -> EngineStats:
         scheduler = self.scheduler
-        return Stats(
+        return EngineStats(
             num_requests=len(self._num_live),
             num_running=len(scheduler.running),
             num_waiting=len(scheduler.waiting),

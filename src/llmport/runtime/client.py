@@ -21,7 +21,17 @@ from multiprocessing.process import BaseProcess
 
 from pydantic import BaseModel
 
-from llmport.engine.messages import (
+from llmport.engine.protocol import EngineInfo, EngineStats
+from llmport.engine.registry import LoadTarget
+from llmport.errors import (
+    EngineDead,
+    InvalidParameter,
+    LlmportError,
+    ModelLoadFailed,
+    WorkerCrashed,
+    error_from_code,
+)
+from llmport.runtime.messages import (
     AbortRequest,
     AddRequest,
     Detokenize,
@@ -39,16 +49,6 @@ from llmport.engine.messages import (
     ToWorker,
     encoder,
     from_worker_decoder,
-)
-from llmport.engine.protocol import EngineInfo, EngineStats
-from llmport.engine.registry import LoadTarget
-from llmport.errors import (
-    EngineDead,
-    InvalidParameter,
-    LlmportError,
-    ModelLoadFailed,
-    WorkerCrashed,
-    error_from_code,
 )
 from llmport.runtime.pipe import AsyncPipe, PipeClosed
 from llmport.runtime.worker import run_worker

@@ -13,7 +13,9 @@ import logging
 from multiprocessing.connection import Connection
 
 from llmport.engine.kinds import default_registry
-from llmport.engine.messages import (
+from llmport.engine.protocol import WorkerEngine
+from llmport.errors import LlmportError
+from llmport.runtime.messages import (
     AbortRequest,
     AddRequest,
     Detokenize,
@@ -32,8 +34,6 @@ from llmport.engine.messages import (
     encoder,
     to_worker_decoder,
 )
-from llmport.engine.protocol import WorkerEngine
-from llmport.errors import LlmportError
 from llmport.types import Output
 
 logger = logging.getLogger(__name__)

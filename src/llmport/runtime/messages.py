@@ -13,9 +13,6 @@ from llmport.engine.protocol import EngineInfo, EngineStats
 from llmport.engine.registry import LoadTarget
 from llmport.types import Output, Request
 
-#: A step's statistics are the engine protocol's.
-Stats = EngineStats
-
 
 class Load(msgspec.Struct, tag="load", kw_only=True):
     """Sent once to a spawned (warm) worker: load these files with this engine kind."""
