@@ -69,9 +69,6 @@ class Library:
             )
         return pull(ref, self.registry, report)
 
-    def copy(self, source: str, destination: str) -> ModelRecord:
-        return self.put(self.record(source), destination)
-
     def put(self, record: ModelRecord, name: str) -> ModelRecord:
         """Register ``record`` (its files and settings) under ``name``."""
         record.name = normalize_name(name)
