@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-ruff check src tests benchmarks
-ruff format --check src tests benchmarks
+ruff check --no-cache src tests benchmarks
+ruff format --no-cache --check src tests benchmarks
 mypy --strict -p llmport
 lint-imports
 pytest -W error "$@"

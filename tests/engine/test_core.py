@@ -8,9 +8,9 @@ from pathlib import Path
 
 import llama_cpp
 import pytest
-from engine_helpers import joined, kv_holders, make_engine, request, run_all
 from fake_backend import FakeBackend, reference_output
 
+from engine_helpers import joined, kv_holders, make_engine, request, run_all
 from llmport.config import EngineConfig
 from llmport.engine.core import EngineCore
 from llmport.errors import ContextLengthExceeded, InvalidParameter

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from engine_helpers import joined, make_engine, request, run_all
 
+from engine_helpers import joined, make_engine, request, run_all
 from llmport.errors import ContextLengthExceeded
 from llmport.types import FinishReason, Request
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 import pytest
+
 from engine_helpers import joined, make_engine, request, run_all
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import joined, make_engine, request, run_all
 
+from engine_helpers import joined, make_engine, request, run_all
 from llmport.config import EngineConfig
 from llmport.engine.protocol import EngineClient
 from llmport.engine.registry import LoadTarget, MemoryEstimate
