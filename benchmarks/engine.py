@@ -39,12 +39,12 @@ from unittest import mock
 import llama_cpp as llama
 import numpy as np
 
-import llmport.engine.core
-from llmport.backends.llama_cpp import LlamaCppBackend
+import llmport.engines.batching.core
 from llmport.config import EngineConfig
-from llmport.engine.core import EngineCore
 from llmport.engine.protocol import EngineClient
 from llmport.engine.registry import LoadTarget, MemoryEstimate
+from llmport.engines.batching.core import EngineCore
+from llmport.engines.llama_cpp.backend import LlamaCppBackend
 from llmport.runtime.local import LocalRuntime
 from llmport.store.embedded import default_cache_dir, embedded_model_path
 from llmport.types import Request, SamplingParams
@@ -188,7 +188,7 @@ def profile_llmport(model_path: Path, num_seqs: int, args: argparse.Namespace) -
     params = greedy_params(args.max_tokens, banned)
     run_llmport(core, prompts, params)  # warm-up
     profile = backend.profile = StepProfile()
-    sample = llmport.engine.core.sample
+    sample = llmport.engines.batching.core.sample
 
     def timed_sample(*args: object) -> list[int]:
         start = time.perf_counter()
@@ -197,7 +197,7 @@ def profile_llmport(model_path: Path, num_seqs: int, args: argparse.Namespace) -
         return token_ids
 
     core.reset_prefix_cache()
-    with mock.patch.object(llmport.engine.core, "sample", timed_sample):
+    with mock.patch.object(llmport.engines.batching.core, "sample", timed_sample):
         for i, prompt in enumerate(prompts):
             core.add_request(Request(request_id=str(i), prompt=prompt, params=params))
         while core.has_unfinished_requests:

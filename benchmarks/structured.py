@@ -17,11 +17,11 @@ import json
 import time
 from pathlib import Path
 
-from llmport.backends.llama_cpp import LlamaCppBackend
-from llmport.backends.llama_cpp_grammar import LlamaGrammar
 from llmport.chat.structured import json_schema_grammar
 from llmport.config import EngineConfig
-from llmport.engine.core import EngineCore
+from llmport.engines.batching.core import EngineCore
+from llmport.engines.llama_cpp.backend import LlamaCppBackend
+from llmport.engines.llama_cpp.grammar import LlamaGrammar
 from llmport.store.embedded import default_cache_dir, embedded_model_path
 from llmport.types import Request, SamplingParams
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmport.backends.llama_cpp import LlamaCppBackend
 from llmport.config import EngineConfig
-from llmport.engine.core import EngineCore
+from llmport.engines.batching.core import EngineCore
+from llmport.engines.llama_cpp.backend import LlamaCppBackend
 from llmport.types import Output, Request, SamplingParams
 
 

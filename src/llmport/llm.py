@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmport.engine.kinds import default_registry
 from llmport.engine.protocol import EngineClient
 from llmport.engine.registry import EngineKind, Plan, load_target
+from llmport.engines.kinds import default_registry
 from llmport.manager.budget import default_budget_bytes
 from llmport.models.resolver import Resolver
 from llmport.models.spec import ModelSpec

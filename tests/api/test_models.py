@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from llmport.config import EngineConfig
-from llmport.engine.llama_cpp_plan import plan
+from llmport.engines.llama_cpp.memory import plan
 from llmport.models.resolver import Resolver
 from server_helpers import Server, running_server
 

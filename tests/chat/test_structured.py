@@ -11,10 +11,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from llmport.backends.llama_cpp import LlamaCppBackend
 from llmport.chat.structured import JSON_OBJECT_GRAMMAR, json_schema_grammar
 from llmport.config import EngineConfig
-from llmport.engine.core import EngineCore
+from llmport.engines.batching.core import EngineCore
+from llmport.engines.llama_cpp.backend import LlamaCppBackend
 from llmport.errors import UnsupportedOption
 from llmport.types import Output, Request, SamplingParams
 

@@ -65,9 +65,9 @@ def test_help_lists_every_setting_as_a_flag() -> None:
 
 def test_gpu_flags_on_a_gpu_build(monkeypatch: pytest.MonkeyPatch) -> None:
     """Offloaded layers are taken; a share of GPU memory is refused: nothing budgets it."""
-    gpu_build = types.ModuleType("llmport.backends.llama_cpp")  # Not llama.cpp itself.
+    gpu_build = types.ModuleType("llmport.engines.llama_cpp.backend")  # Not llama.cpp itself.
     gpu_build.supports_gpu_offload = lambda: True  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "llmport.backends.llama_cpp", gpu_build)
+    monkeypatch.setitem(sys.modules, "llmport.engines.llama_cpp.backend", gpu_build)
     serve._check_gpu(ServerSettings(), EngineConfig(n_gpu_layers=20))
     with pytest.raises(UnsupportedOption, match="--n-gpu-layers"):
         serve._check_gpu(ServerSettings(gpu_memory_utilization=0.9), EngineConfig())

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from llmport.config import EngineConfig
-from llmport.engine.kinds import default_registry
+from llmport.engines.kinds import default_registry
 from llmport.errors import InsufficientMemory, ModelNotFound, QueueFull
 from llmport.manager.manager import ModelManager
 from llmport.manager.settings import ManagerSettings

@@ -84,7 +84,7 @@ def _check_gpu(server: ServerSettings, engine: EngineConfig) -> None:
     share, layers = server.gpu_memory_utilization, engine.n_gpu_layers or 0
     if share is None and layers <= 0:
         return
-    from llmport.backends.llama_cpp import supports_gpu_offload
+    from llmport.engines.llama_cpp.backend import supports_gpu_offload
 
     has_gpu = supports_gpu_offload()
     if share is not None:
@@ -162,8 +162,8 @@ def _run(
 
     from llmport.api.app import create_app
     from llmport.api.shutdown import DrainingServer
-    from llmport.engine.kinds import default_registry
-    from llmport.engine.llama_cpp_kind import LLAMA_CPP_NAME
+    from llmport.engines.kinds import default_registry
+    from llmport.engines.llama_cpp.kind import LLAMA_CPP_NAME
     from llmport.manager.manager import ModelManager
     from llmport.runtime.local import LocalRuntime
 

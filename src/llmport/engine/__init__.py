@@ -1,1 +1,1 @@
-"""One model's inference: scheduler, prefix cache, detokenizer, step loop, worker."""
+"""The engine seam: the protocol every engine kind speaks, and the registry of kinds."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from multiprocessing.connection import Connection
 
-from llmport.engine.kinds import default_registry
 from llmport.engine.protocol import WorkerEngine
+from llmport.engines.kinds import default_registry
 from llmport.errors import LlmportError
 from llmport.runtime.messages import (
     AbortRequest,

@@ -11,12 +11,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from llmport.backends.llama_cpp import LlamaCppBackend
 from llmport.chat.tools import PARSERS, tool_parser
 from llmport.chat.tools.base import Parsed
 from llmport.chat.tools.json_stream import ToolDelta
 from llmport.config import EngineConfig
-from llmport.engine.core import EngineCore
+from llmport.engines.batching.core import EngineCore
+from llmport.engines.llama_cpp.backend import LlamaCppBackend
 from llmport.types import Request, SamplingParams
 
 WEATHER = {"city": "Paris", "days": 3, "units": None, "alerts": True, "tags": ["a", "é"]}

@@ -14,13 +14,13 @@ from collections.abc import Callable
 import pytest
 from fake_backend import FakeBackend, reference_output
 
-from llmport.backends.base import KvCacheFull
 from llmport.config import EngineConfig
-from llmport.engine.core import EngineCore
-from llmport.engine.kv_cache import KvCacheManager
-from llmport.engine.prefix_cache import PrefixCache
-from llmport.engine.scheduler import ScheduledChunk, Scheduler
-from llmport.engine.sequence import Sequence, SequenceStatus
+from llmport.engines.batching.backend import KvCacheFull
+from llmport.engines.batching.core import EngineCore
+from llmport.engines.batching.kv_cache import KvCacheManager
+from llmport.engines.batching.prefix_cache import PrefixCache
+from llmport.engines.batching.scheduler import ScheduledChunk, Scheduler
+from llmport.engines.batching.sequence import Sequence, SequenceStatus
 from llmport.types import FinishReason, Request, SamplingParams
 
 

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 from fake_backend import FakeBackend
 
-from llmport.engine.output_processor import OutputProcessor
-from llmport.engine.sampler import SampleSite
-from llmport.engine.sequence import Sequence, SequenceStatus
+from llmport.engines.batching.output_processor import OutputProcessor
+from llmport.engines.batching.sampler import SampleSite
+from llmport.engines.batching.sequence import Sequence, SequenceStatus
 from llmport.types import FinishReason, SamplingParams
 
 PROMPT = list(b"say:")

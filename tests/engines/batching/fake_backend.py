@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from llmport.backends.base import DecodeBatch, FloatMatrix, KvCacheFull
+from llmport.engines.batching.backend import DecodeBatch, FloatMatrix, KvCacheFull
 from llmport.types import SamplingParams
 
 _HASH_MODULUS = 1_000_003
@@ -67,7 +67,7 @@ class GreedySampler:
 
 
 class FakeBackend:
-    """Implements ``llmport.backends.base.Backend``; everything is exact and deterministic.
+    """Implements the batching engine's ``Backend``; everything is exact and deterministic.
 
     ``num_real_cells`` (default ``num_kv_tokens``) lets a test advertise more
     cells than exist, to make ``decode`` refuse a batch the engine thought fits.

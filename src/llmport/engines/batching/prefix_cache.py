@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from llmport.engine.kv_cache import KvCacheManager
+from llmport.engines.batching.kv_cache import KvCacheManager
 
 
 class PrefixMatch(NamedTuple):

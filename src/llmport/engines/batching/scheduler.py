@@ -16,10 +16,10 @@ import time
 from collections import deque
 from typing import NamedTuple
 
-from llmport.backends.base import KvCacheFull
-from llmport.engine.kv_cache import KvCacheManager
-from llmport.engine.prefix_cache import PrefixCache
-from llmport.engine.sequence import Sequence, SequenceStatus
+from llmport.engines.batching.backend import KvCacheFull
+from llmport.engines.batching.kv_cache import KvCacheManager
+from llmport.engines.batching.prefix_cache import PrefixCache
+from llmport.engines.batching.sequence import Sequence, SequenceStatus
 from llmport.types import FinishReason
 
 

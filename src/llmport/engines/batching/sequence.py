@@ -6,8 +6,8 @@ import enum
 import itertools
 import time
 
-from llmport.backends.base import TokenFilter, TokenSampler
-from llmport.engine.detokenizer import IncrementalDetokenizer
+from llmport.engines.batching.backend import TokenFilter, TokenSampler
+from llmport.engines.batching.detokenizer import IncrementalDetokenizer
 from llmport.types import FinishReason, SamplingParams, Timings, TokenLogprob
 
 

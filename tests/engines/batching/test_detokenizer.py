@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from llmport.engine.detokenizer import IncrementalDetokenizer
+from llmport.engines.batching.detokenizer import IncrementalDetokenizer
 
 
 def make(

@@ -12,7 +12,7 @@ import ctypes
 import llama_cpp as llama
 import numpy as np
 
-from llmport.backends.base import FloatMatrix
+from llmport.engines.batching.backend import FloatMatrix
 from llmport.errors import InvalidParameter
 
 # llama_token_data: {int32 id; float logit; float p}, 12 bytes, no padding.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmport.backends.base import Backend
+from llmport.engines.batching.backend import Backend
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from fake_backend import FakeBackend
 
-from llmport.backends.base import DecodeBatch
-from llmport.engine.kv_cache import KvCacheManager
-from llmport.engine.prefix_cache import PrefixCache, PrefixMatch
+from llmport.engines.batching.backend import DecodeBatch
+from llmport.engines.batching.kv_cache import KvCacheManager
+from llmport.engines.batching.prefix_cache import PrefixCache, PrefixMatch
 
 
 def make(max_num_entries: int = 4, num_slots: int = 8) -> tuple[FakeBackend, PrefixCache]:

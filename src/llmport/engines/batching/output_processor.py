@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmport.backends.base import Backend, FloatMatrix
-from llmport.engine.detokenizer import IncrementalDetokenizer
-from llmport.engine.logprobs import token_logprob
-from llmport.engine.sampler import SampleSite
-from llmport.engine.sequence import Sequence
+from llmport.engines.batching.backend import Backend, FloatMatrix
+from llmport.engines.batching.detokenizer import IncrementalDetokenizer
+from llmport.engines.batching.logprobs import token_logprob
+from llmport.engines.batching.sampler import SampleSite
+from llmport.engines.batching.sequence import Sequence
 from llmport.types import FinishReason, Output, SamplingParams, Usage
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from llmport.config import EngineConfig
-from llmport.engine.core import EngineCore
-from llmport.engine.llama_cpp_plan import plan
 from llmport.engine.protocol import EngineInfo, EngineStats, WorkerEngine
 from llmport.engine.registry import EngineKind, LoadTarget
+from llmport.engines.batching.core import EngineCore
+from llmport.engines.llama_cpp.memory import plan
 from llmport.errors import InvalidParameter
 from llmport.types import Output, Request
 
@@ -83,14 +83,14 @@ def create(target: LoadTarget, config: Any) -> WorkerEngine:
     """Load the GGUF with llama.cpp (in the worker process) and wrap its engine."""
     from pathlib import Path
 
-    from llmport.backends.llama_cpp import LlamaCppBackend
+    from llmport.engines.llama_cpp.backend import LlamaCppBackend
 
     backend = LlamaCppBackend(Path(target.weight_files[0]), config)
     return BatchingEngine(EngineCore(backend, config))
 
 
 def warm_up() -> None:
-    import llmport.backends.llama_cpp  # noqa: F401
+    import llmport.engines.llama_cpp.backend  # noqa: F401
 
 
 LLAMA_CPP_NAME = "llama_cpp"

@@ -11,10 +11,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from llmport.backends.base import Backend, DecodeBatch, FloatMatrix, KvCacheFull
-from llmport.engine.sampler import SampleSite
-from llmport.engine.scheduler import ScheduledChunk
-from llmport.engine.sequence import Sequence
+from llmport.engines.batching.backend import Backend, DecodeBatch, FloatMatrix, KvCacheFull
+from llmport.engines.batching.sampler import SampleSite
+from llmport.engines.batching.scheduler import ScheduledChunk
+from llmport.engines.batching.sequence import Sequence
 
 
 class ForwardResult(NamedTuple):

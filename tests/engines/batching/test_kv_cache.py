@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fake_backend import FakeBackend
 
-from llmport.backends.base import DecodeBatch, KvCacheFull
-from llmport.engine.kv_cache import KvCacheManager
+from llmport.engines.batching.backend import DecodeBatch, KvCacheFull
+from llmport.engines.batching.kv_cache import KvCacheManager
 
 
 def extend(kv: KvCacheManager, slot: int, token_ids: list[int]) -> None:

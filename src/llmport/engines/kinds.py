@@ -3,8 +3,8 @@ the worker build their registry here; the manager is handed one)."""
 
 from __future__ import annotations
 
-from llmport.engine.llama_cpp_kind import LLAMA_CPP
 from llmport.engine.registry import EngineRegistry
+from llmport.engines.llama_cpp.kind import LLAMA_CPP
 
 
 def default_registry() -> EngineRegistry:

@@ -11,8 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from llmport.backends.base import FloatMatrix, TokenFilter
-from llmport.engine.sequence import Sequence
+from llmport.engines.batching.backend import FloatMatrix, TokenFilter
+from llmport.engines.batching.sequence import Sequence
 from llmport.types import SamplingParams
 
 #: Top logits a greedy constrained row tries before masking the whole vocabulary.

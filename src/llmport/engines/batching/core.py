@@ -6,16 +6,16 @@ import logging
 import random
 import time
 
-from llmport.backends.base import Backend, FloatMatrix
 from llmport.config import EngineConfig
-from llmport.engine.kv_cache import KvCacheManager
-from llmport.engine.output_processor import OutputProcessor
-from llmport.engine.prefix_cache import PrefixCache
 from llmport.engine.protocol import EngineStats
-from llmport.engine.runner import ForwardResult, ModelRunner
-from llmport.engine.sampler import needs_chain, sample
-from llmport.engine.scheduler import ScheduledChunk, Scheduler
-from llmport.engine.sequence import Sequence
+from llmport.engines.batching.backend import Backend, FloatMatrix
+from llmport.engines.batching.kv_cache import KvCacheManager
+from llmport.engines.batching.output_processor import OutputProcessor
+from llmport.engines.batching.prefix_cache import PrefixCache
+from llmport.engines.batching.runner import ForwardResult, ModelRunner
+from llmport.engines.batching.sampler import needs_chain, sample
+from llmport.engines.batching.scheduler import ScheduledChunk, Scheduler
+from llmport.engines.batching.sequence import Sequence
 from llmport.errors import ContextLengthExceeded, InvalidParameter
 from llmport.types import FinishReason, Output, Request, SamplingParams
 

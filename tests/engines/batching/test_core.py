@@ -12,7 +12,7 @@ from fake_backend import FakeBackend, reference_output
 
 from engine_helpers import joined, kv_holders, make_engine, request, run_all
 from llmport.config import EngineConfig
-from llmport.engine.core import EngineCore
+from llmport.engines.batching.core import EngineCore
 from llmport.errors import ContextLengthExceeded, InvalidParameter
 from llmport.types import FinishReason
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from llmport.config import EngineConfig
-from llmport.engine.llama_cpp_plan import (
+from llmport.engines.llama_cpp.memory import (
     MIN_CONTEXT_TOKENS,
     estimate_memory,
     kv_bytes_per_token,

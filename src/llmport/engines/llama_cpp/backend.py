@@ -15,9 +15,9 @@ from pathlib import Path
 import llama_cpp as llama
 import numpy as np
 
-from llmport.backends.base import DecodeBatch, FloatMatrix, KvCacheFull
-from llmport.backends.llama_cpp_grammar import LlamaGrammar
 from llmport.config import EngineConfig
+from llmport.engines.batching.backend import DecodeBatch, FloatMatrix, KvCacheFull
+from llmport.engines.llama_cpp.grammar import LlamaGrammar
 from llmport.errors import ModelLoadFailed, ServerError
 from llmport.store.gguf_info import read_gguf_info
 from llmport.types import SamplingParams

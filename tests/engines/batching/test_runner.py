@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fake_backend import FakeBackend, next_token
 
-from llmport.engine.detokenizer import IncrementalDetokenizer
-from llmport.engine.runner import ModelRunner
-from llmport.engine.scheduler import ScheduledChunk
-from llmport.engine.sequence import Sequence
+from llmport.engines.batching.detokenizer import IncrementalDetokenizer
+from llmport.engines.batching.runner import ModelRunner
+from llmport.engines.batching.scheduler import ScheduledChunk
+from llmport.engines.batching.sequence import Sequence
 from llmport.types import SamplingParams
 
 

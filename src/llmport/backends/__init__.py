@@ -1,1 +1,0 @@
-"""The compute under the engine: llama.cpp through its low-level C API."""

@@ -1,0 +1,1 @@
+"""Engine implementations, one folder per kind, behind the protocol in `llmport.engine`."""

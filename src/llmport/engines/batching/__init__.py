@@ -1,0 +1,1 @@
+"""llmport's continuous-batching engine: schedule, execute, update over a backend."""
