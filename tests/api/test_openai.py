@@ -120,6 +120,19 @@ def test_models_lists_loaded_models_and_the_default(
     assert str(model_paths[0]) in listed
 
 
+def test_models_retrieve_answers_each_listed_name_and_404_otherwise(
+    server: Server, model_paths: list[Path]
+) -> None:
+    client = server.openai("unused")
+    client.completions.create(model=str(model_paths[1]), prompt="hi", max_tokens=1)
+    for name in ("gemma3:270m", str(model_paths[1])):
+        card = client.models.retrieve(name)
+        assert card.id == name and card.object == "model"
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("no-such-model:latest")
+    assert caught.value.body["code"] == "model_not_found"  # type: ignore[index]
+
+
 def test_tokenize_and_detokenize_round_trip(server: Server, model_paths: list[Path]) -> None:
     import httpx
 

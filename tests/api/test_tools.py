@@ -86,6 +86,28 @@ def test_forced_tool_calls_parse_whole_and_streamed(
     ]
 
 
+@pytest.mark.parametrize("parallel", [True, False])
+def test_parallel_tool_calls_false_allows_one_call_whole_and_streamed(
+    server: Server, model: Path, parallel: bool
+) -> None:
+    """The newline between hermes calls is pushed up, so a free grammar writes 8 calls;
+    ``parallel_tool_calls: false`` leaves room for one."""
+    kwargs: dict[str, Any] = {"model": str(model), "messages": ASK, "tools": TOOLS[1:],
+                              "tool_choice": "required", "max_tokens": 1000, "temperature": 0,
+                              "logit_bias": {"10": 100},
+                              "parallel_tool_calls": parallel}  # fmt: skip
+    client = server.openai()
+    whole = client.chat.completions.create(**kwargs)
+    assert whole.choices[0].finish_reason == "tool_calls"
+    assert len(whole.choices[0].message.tool_calls or []) == (8 if parallel else 1)
+    indexes = {
+        call.index
+        for chunk in client.chat.completions.create(stream=True, **kwargs)
+        for call in ((chunk.choices[0].delta.tool_calls or []) if chunk.choices else [])
+    }
+    assert indexes == (set(range(8)) if parallel else {0})
+
+
 def test_tool_results_round_trip_through_the_template(server: Server, model: Path) -> None:
     messages = [
         *ASK,

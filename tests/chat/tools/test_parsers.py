@@ -142,3 +142,26 @@ def test_the_grammar_makes_a_random_model_call_tools_that_parse(
         for call in parsed.calls:
             assert forced is None or call.name == forced
             jsonschema.validate(json.loads(call.arguments), schemas[call.name])
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_one_call_only_keeps_the_first_whole_and_streamed(name: str) -> None:
+    parsed = tool_parser(name, parallel=False).parse(MODEL_TEXT[name])
+    assert as_pairs(parsed) == expected_calls()[:1]
+    parser = tool_parser(name, parallel=False)
+    text = MODEL_TEXT[name]
+    deltas = []
+    for i in range(0, len(text), 5):
+        parser.feed(text[i : i + 5])
+        deltas += parser.take_deltas()
+    final = parser.finish()
+    deltas += parser.take_deltas()
+    assert as_pairs(final) == expected_calls()[:1]
+    assert {d.index for d in deltas} == {0}
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_one_call_grammars_repeat_nothing(name: str) -> None:
+    assert "{0,7}" in tool_parser(name).call_grammar(TOOLS, None)
+    one = tool_parser(name, parallel=False).call_grammar(TOOLS, None)
+    assert "{0,0}" in one and "{0,7}" not in one

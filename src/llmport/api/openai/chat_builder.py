@@ -27,7 +27,8 @@ class ChatBuilder:
         if self.parser_name is None:
             return None
         if index not in self.parsers:
-            self.parsers[index] = tool_parser(self.parser_name)
+            parallel = self.body.parallel_tool_calls is not False
+            self.parsers[index] = tool_parser(self.parser_name, parallel)
         return self.parsers[index]
 
     # -- whole responses -------------------------------------------------------------

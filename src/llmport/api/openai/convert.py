@@ -161,7 +161,7 @@ def to_chat_request(
     )
     parser = None
     if body.tools and body.tool_choice != "none":
-        parser = tool_parser(parser_name)
+        parser = tool_parser(parser_name, body.parallel_tool_calls is not False)
         forced = tool_choice_grammar(parser, body.tools, body.tool_choice)
         if forced is not None and params.grammar is not None:
             raise InvalidParameter(

@@ -27,7 +27,7 @@ from llmport.api.serving import Delta
 from llmport.api.state import app_state
 from llmport.api.streaming import DONE, sse, until_disconnect
 from llmport.config import RequestLimits
-from llmport.errors import LlmportError
+from llmport.errors import LlmportError, ModelNotFound
 from llmport.types import GenerationRequest, SamplingParams, check_token_ids
 
 router = APIRouter(route_class=JsonRoute)
@@ -38,6 +38,19 @@ EventBuilder = Callable[[int, Delta], list[str]]
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> p.ModelList:
+    return p.ModelList(data=list((await _model_cards(request)).values()))
+
+
+@router.get("/v1/models/{model:path}")
+async def retrieve_model(model: str, request: Request) -> p.ModelCard:
+    """The OpenAI SDK's ``models.retrieve``: a name ``/v1/models`` lists, else 404."""
+    card = (await _model_cards(request)).get(model)
+    if card is None:
+        raise ModelNotFound(f"model {model!r} not found", param="model")
+    return card
+
+
+async def _model_cards(request: Request) -> dict[str, p.ModelCard]:
     state = app_state(request)
     cards = {
         m.name: p.ModelCard(id=m.name, max_model_len=m.max_model_len)
@@ -45,7 +58,7 @@ async def list_models(request: Request) -> p.ModelList:
     }
     for name in await asyncio.to_thread(state.resolver.names):
         cards.setdefault(name, p.ModelCard(id=name))
-    return p.ModelList(data=list(cards.values()))
+    return cards
 
 
 @router.post("/v1/completions", response_model=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmport.chat.structured import check_schema_size
-from llmport.chat.tools.base import ToolCall, ToolParser
+from llmport.chat.tools.base import MAX_NUM_CALLS, ToolCall, ToolParser
 from llmport.chat.tools.hermes import HermesParser
 from llmport.chat.tools.llama3_json import Llama3JsonParser
 from llmport.chat.tools.mistral import MistralParser
@@ -20,9 +20,10 @@ PARSERS: dict[str, type[ToolParser]] = {
 }
 
 
-def tool_parser(name: str) -> ToolParser:
+def tool_parser(name: str, parallel: bool = True) -> ToolParser:
+    """A fresh parser (one per answer); ``parallel`` False allows one call only."""
     try:
-        return PARSERS[name]()
+        return PARSERS[name](MAX_NUM_CALLS if parallel else 1)
     except KeyError:
         raise UnsupportedOption(
             f"tool call parser {name!r}: choose one of {', '.join(PARSERS)}"

@@ -18,6 +18,9 @@ from typing import Any
 from llmport.chat.structured import GrammarBuilder
 from llmport.chat.tools.json_stream import JsonCallStream, ToolDelta
 
+#: Most calls one answer may hold (a forced call's grammar repeats at most this often).
+MAX_NUM_CALLS = 8
+
 
 @dataclass(frozen=True)
 class ToolCall:
@@ -62,7 +65,10 @@ class ToolParser(ABC):
     openers: str = ""
     incremental: bool = True
 
-    def __init__(self) -> None:
+    def __init__(self, max_num_calls: int = MAX_NUM_CALLS) -> None:
+        #: ``parallel_tool_calls: false`` makes it 1: grammars allow one call, and the
+        #: parser keeps only the first of an unconstrained answer's calls.
+        self.max_num_calls = max_num_calls
         self._text = ""
         self._emitted = 0
         self._begin: int | None = None
@@ -79,7 +85,7 @@ class ToolParser(ABC):
         calls = _valid_calls(stream, text[begin:])
         if not calls:
             return Parsed(text, [])
-        return Parsed(text[:begin].rstrip(), calls)
+        return Parsed(text[:begin].rstrip(), calls[: self.max_num_calls])
 
     @abstractmethod
     def call_grammar(self, tools: list[dict[str, Any]], forced: str | None) -> str:
@@ -106,7 +112,11 @@ class ToolParser(ABC):
 
     def take_deltas(self) -> list[ToolDelta]:
         deltas, self._deltas = self._deltas, []
-        return deltas
+        return [d for d in deltas if d.index < self.max_num_calls]
+
+    def repeat(self) -> str:
+        """The GBNF bound for the calls after the first: ``{0,N-1}``."""
+        return f"{{0,{self.max_num_calls - 1}}}"
 
     def finish(self) -> Parsed:
         """The content not yet shown and every call; the last pieces go to ``take_deltas``."""
@@ -120,7 +130,7 @@ class ToolParser(ABC):
         region = self._text[self._begin :]
         self._deltas += self._stream.update(region)
         calls = _valid_calls(self._stream, region)
-        return Parsed("" if calls else self._text[self._emitted :], calls)
+        return Parsed("" if calls else self._text[self._emitted :], calls[: self.max_num_calls])
 
     def _flush(self, end: int) -> str:
         out = self._text[self._emitted : end]

@@ -13,4 +13,4 @@ class HermesParser(ToolParser):
     def call_grammar(self, tools: list[dict[str, Any]], forced: str | None) -> str:
         builder, call = json_call_grammar(tools, forced)
         one = f'"<tool_call>\\n" {call} "\\n</tool_call>"'
-        return builder.render(f'{one} ( "\\n" {one} ){{0,7}}')
+        return builder.render(f'{one} ( "\\n" {one} ){self.repeat()}')

@@ -13,4 +13,4 @@ class Llama3JsonParser(ToolParser):
 
     def call_grammar(self, tools: list[dict[str, Any]], forced: str | None) -> str:
         builder, call = json_call_grammar(tools, forced, arguments_key="parameters")
-        return builder.render(f'{call} ( "; " {call} ){{0,7}}')
+        return builder.render(f'{call} ( "; " {call} ){self.repeat()}')

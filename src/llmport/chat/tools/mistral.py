@@ -14,4 +14,4 @@ class MistralParser(ToolParser):
 
     def call_grammar(self, tools: list[dict[str, Any]], forced: str | None) -> str:
         builder, call = json_call_grammar(tools, forced)
-        return builder.render(f'"{MARKER}[" {call} ( "," ws {call} ){{0,7}} "]"')
+        return builder.render(f'"{MARKER}[" {call} ( "," ws {call} ){self.repeat()} "]"')

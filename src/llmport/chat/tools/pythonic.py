@@ -30,13 +30,13 @@ class PythonicParser(ToolParser):
         calls = [_call(node) for node in tree.elts]
         if None in calls:
             return Parsed(text, [])
-        return Parsed("", [c for c in calls if c is not None])
+        return Parsed("", [c for c in calls if c is not None][: self.max_num_calls])
 
     def call_grammar(self, tools: list[dict[str, Any]], forced: str | None) -> str:
         builder = GrammarBuilder(python=True)
         alternatives = [_call_expr(builder, function) for function in tool_names(tools, forced)]
         call = "( " + " | ".join(alternatives) + " )"
-        return builder.render(f'"[" {call} ( ", " {call} ){{0,7}} "]"')
+        return builder.render(f'"[" {call} ( ", " {call} ){self.repeat()} "]"')
 
 
 def _call(node: ast.expr) -> ToolCall | None:
