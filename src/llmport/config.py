@@ -162,6 +162,12 @@ class ServerSettings(BaseSettings):
         + ", ".join(TOOL_CALL_PARSERS)
         + "; default: hermes.",
     )
+    reasoning_parser: Literal["deepseek_r1", "qwen3"] | None = Field(
+        default=None,
+        description="How reasoning is told apart from the answer (returned apart in every "
+        "API): deepseek_r1 or qwen3 (<think>...</think>); default: picked from each model's "
+        "chat template where it is unambiguous, else none.",
+    )
     enable_auto_tool_choice: bool = Field(
         default=False,
         description="vLLM's switch for parsing tool calls out of answers; accepted and "

@@ -218,6 +218,8 @@ class GenerationRequest(msgspec.Struct, kw_only=True):
     embed: bool = False
     #: A Jinja2 chat template that overrides the model's (Modelfile TEMPLATE, --chat-template).
     chat_template: str | None = None
+    #: Extra variables for the chat template (``enable_thinking``, ``reasoning_effort``).
+    chat_template_kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
     #: The ``params`` fields the client set; the model's Modelfile fills the others.
     params_set: frozenset[str] = frozenset()
     #: A conversation: the Modelfile's SYSTEM and MESSAGEs lead it (Ollama's generate

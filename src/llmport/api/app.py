@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from llmport import __version__
+from llmport.api.anthropic.routes import router as anthropic_router
 from llmport.api.auth import ApiKeyMiddleware
 from llmport.api.errors import install_error_handlers
 from llmport.api.limits import BodySizeLimit
@@ -31,6 +32,7 @@ def create_app(
     api_key: str | None = None,
     preload: dict[str, float | None] | None = None,
     tool_call_parser: str = "hermes",
+    reasoning_parser: str | None = None,
     chat_templates: dict[str, str] | None = None,
     limits: RequestLimits | None = None,
 ) -> FastAPI:
@@ -56,6 +58,7 @@ def create_app(
         metrics=Metrics(),
         resolver=resolver,
         tool_call_parser=tool_call_parser,
+        reasoning_parser=reasoning_parser,
         chat_templates=dict(chat_templates or {}),
         limits=limits,
     )
@@ -67,6 +70,7 @@ def create_app(
     app.include_router(openai_router)
     app.include_router(ollama_generate_router)
     app.include_router(ollama_models_router)
+    app.include_router(anthropic_router)
     app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/metrics", _metrics, methods=["GET"])
     return app

@@ -8,6 +8,7 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from llmport.api.anthropic.errors import anthropic_error_body, is_anthropic_path
 from llmport.api.errors import error_body
 
 OPEN_PATHS = frozenset({"/health"})
@@ -17,21 +18,28 @@ class ApiKeyMiddleware:
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
         self._expected = f"Bearer {api_key}".encode()
+        self._key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._allowed(scope):
             await self.app(scope, receive, send)
             return
-        body = json.dumps(
-            error_body(401, "missing or wrong API key (send Authorization: Bearer KEY)",
-                       "invalid_api_key")
-        ).encode()  # fmt: skip
+        message = "missing or wrong API key (send Authorization: Bearer KEY or x-api-key: KEY)"
+        shaped = (
+            anthropic_error_body(401, message)
+            if is_anthropic_path(scope["path"])
+            else error_body(401, message, "invalid_api_key")
+        )
+        body = json.dumps(shaped).encode()
         headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
         await send({"type": "http.response.start", "status": 401, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     def _allowed(self, scope: Scope) -> bool:
+        """``Authorization: Bearer KEY``, or Anthropic's ``x-api-key: KEY``."""
         for name, value in scope["headers"]:
-            if name == b"authorization":
-                return hmac.compare_digest(value, self._expected)
+            if name == b"authorization" and hmac.compare_digest(value, self._expected):
+                return True
+            if name == b"x-api-key" and hmac.compare_digest(value, self._key):
+                return True
         return False

@@ -6,6 +6,7 @@ Mapped once here from the error classes (never from message text).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from llmport.api.anthropic.errors import anthropic_error_body, is_anthropic_path
 from llmport.errors import LlmportError, QueueFull
 
 logger = logging.getLogger(__name__)
@@ -35,14 +37,23 @@ def is_ollama(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def error_response(error: LlmportError, ollama: bool = False) -> JSONResponse:
-    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, QueueFull) else None
-    body: dict[str, Any] = (
-        {"error": error.message}
-        if ollama
-        else error_body(error.status, error.message, error.code, error.param)
-    )
-    return JSONResponse(body, status_code=error.status, headers=headers)
+def shaped_error(
+    request: Request,
+    status: int,
+    message: str,
+    code: str,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The error in the shape of the dialect the request's path belongs to."""
+    body: dict[str, Any]
+    if is_ollama(request):
+        body = {"error": message}
+    elif is_anthropic_path(request.url.path):
+        body = anthropic_error_body(status, message)
+    else:
+        body = error_body(status, message, code, param)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
@@ -62,30 +73,26 @@ def validation_message(error: RequestValidationError) -> tuple[str, str | None]:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_llmport_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, LlmportError)
-        return error_response(error, is_ollama(request))
+        headers = {"Retry-After": str(error.retry_after)} if isinstance(error, QueueFull) else None
+        return shaped_error(
+            request, error.status, error.message, error.code, error.param, headers
+        )
 
     async def on_validation_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
         message, param = validation_message(error)
-        if is_ollama(request):
-            return JSONResponse({"error": message}, status_code=400)
-        return JSONResponse(error_body(400, message, "invalid_request", param), status_code=400)
+        return shaped_error(request, 400, message, "invalid_request", param)
 
     async def on_http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
-        body = (
-            {"error": str(error.detail)}
-            if is_ollama(request)
-            else error_body(error.status_code, str(error.detail), "http_error")
+        return shaped_error(
+            request, error.status_code, str(error.detail), "http_error", None, error.headers
         )
-        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
     async def on_bug(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=error)
         message = f"internal error: {type(error).__name__}"
-        if is_ollama(request):
-            return JSONResponse({"error": message}, status_code=500)
-        return JSONResponse(error_body(500, message, "internal_error"), status_code=500)
+        return shaped_error(request, 500, message, "internal_error")
 
     app.add_exception_handler(LlmportError, on_llmport_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

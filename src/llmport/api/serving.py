@@ -90,6 +90,7 @@ def render_prompt(model: LoadedModel, req: GenerationRequest) -> str:
         eos_token=model.engine.info.eos_token,
         add_generation_prompt=req.add_generation_prompt,
         tools=req.tools,
+        extra=req.chat_template_kwargs,
     )
 
 

@@ -24,6 +24,8 @@ class AppState:
     limits: RequestLimits = field(default_factory=RequestLimits)
     #: The format tool calls are parsed from (``--tool-call-parser``).
     tool_call_parser: str = "hermes"
+    #: ``--reasoning-parser``; None: the one a model's template implies, if any.
+    reasoning_parser: str | None = None
     #: ``--chat-template``, by served name ("*": every model).
     chat_templates: dict[str, str] = field(default_factory=dict)
 

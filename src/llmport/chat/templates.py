@@ -69,10 +69,14 @@ def render_chat(
     eos_token: str,
     add_generation_prompt: bool = True,
     tools: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
-    """The prompt text for ``messages``; a template error is the request's fault (400)."""
+    """The prompt text for ``messages``; a template error is the request's fault (400).
+
+    ``extra`` adds variables (``enable_thinking``); the standard ones win over it."""
     try:
         context = {
+            **(extra or {}),
             "messages": messages,
             "tools": tools,
             "documents": None,

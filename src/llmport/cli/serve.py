@@ -183,6 +183,7 @@ def _run(
         api_key=server.api_key,
         preload=preload,
         tool_call_parser=server.tool_call_parser or "hermes",
+        reasoning_parser=server.reasoning_parser,
         chat_templates=chat_templates,
         limits=limits,
     )
