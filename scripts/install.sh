@@ -34,6 +34,17 @@ fi
 
 if [ "${1:-}" = "--dev" ]; then
     "${pip[@]}" install -e ".[dev]"
+    # The web UI's browser tests: Playwright drives Debian's chromium (Playwright's own
+    # browser download is not used). Installed when missing and root or sudo is at hand.
+    if ! command -v chromium >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ]; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+        elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+        else
+            echo "chromium is missing (apt-get install chromium): the web UI tests will be skipped"
+        fi
+    fi
 else
     "${pip[@]}" install -e .
 fi

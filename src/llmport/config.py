@@ -5,6 +5,7 @@ Bad values fail here, at start-up, not on the first request.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,6 +127,14 @@ class EngineConfig(BaseSettings):
         return min(MAX_SLOTS, self.max_num_seqs + self.num_prefix_slots)
 
 
+#: Web pages that may call the server from a browser by default: loopback, any port.
+DEFAULT_ALLOWED_ORIGINS = tuple(
+    f"{scheme}://{host}:*"
+    for scheme in ("http", "https")
+    for host in ("localhost", "127.0.0.1", "[::1]")
+)
+_ORIGIN_ENTRY = re.compile(r"^(\*|https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:(\d{1,5}|\*))?)$")
+
 #: Tool-call output formats ``--tool-call-parser`` accepts (vLLM's names).
 TOOL_CALL_PARSERS = ("hermes", "llama3_json", "mistral", "pythonic")
 
@@ -173,6 +182,12 @@ class ServerSettings(BaseSettings):
         description="vLLM's switch for parsing tool calls out of answers; accepted and "
         "changes nothing, as auto tool choice is always on (tools a request offers are "
         "always parsed).",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_ORIGINS),
+        description="Web pages (origins) that may call the server from a browser (CORS), "
+        "one per flag: https://app.example:3000, http://host:* (any port), or * (any page; "
+        "answered as *, never echoed); others get 403. Default: loopback pages, any port.",
     )
     models_dir: Path | None = Field(
         default=None,
@@ -248,6 +263,18 @@ class ServerSettings(BaseSettings):
                 "one process (it offloads layers to one GPU with n_gpu_layers)",
                 param="tensor_parallel_size",
             )
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origin_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not _ORIGIN_ENTRY.match(entry.strip().rstrip("/")):
+                raise UnsupportedOption(
+                    f"--allowed-origins {entry!r}: give an origin (scheme://host[:port]), "
+                    "scheme://host:* for any port, or *",
+                    param="allowed_origins",
+                )
         return value
 
     @field_validator("tool_call_parser")

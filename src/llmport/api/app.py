@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from llmport import __version__
 from llmport.api.anthropic.routes import router as anthropic_router
 from llmport.api.auth import ApiKeyMiddleware
+from llmport.api.cors import DEFAULT_ALLOWED_ORIGINS, CorsMiddleware, OriginPolicy
 from llmport.api.errors import install_error_handlers
 from llmport.api.limits import BodySizeLimit
 from llmport.api.metrics import Metrics
@@ -20,6 +21,7 @@ from llmport.api.openai.routes import router as openai_router
 from llmport.api.serving import CLIENT_CLOSED
 from llmport.api.state import AppState, app_state
 from llmport.api.streaming import ClientGone
+from llmport.api.ui.routes import BrowserRedirect, install_ui
 from llmport.config import RequestLimits
 from llmport.manager.manager import ModelManager
 from llmport.models.resolver import Resolver
@@ -35,10 +37,12 @@ def create_app(
     reasoning_parser: str | None = None,
     chat_templates: dict[str, str] | None = None,
     limits: RequestLimits | None = None,
+    allowed_origins: list[str] | None = None,
 ) -> FastAPI:
     """The app owns ``manager`` from start-up to shutdown (it closes it on exit).
 
     ``preload`` maps names to load at start to their keep_alive (None = the default).
+    ``allowed_origins``: the web pages that may call from a browser (None = loopback).
     """
 
     @asynccontextmanager
@@ -67,12 +71,17 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
     if api_key:  # Added last, so it runs first: no body is read for a wrong key.
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+    app.add_middleware(BrowserRedirect)  # A browser at / goes to the page, key or not.
+    origins = DEFAULT_ALLOWED_ORIGINS if allowed_origins is None else allowed_origins
+    # Outermost: preflights are answered (and foreign origins refused) before the key.
+    app.add_middleware(CorsMiddleware, policy=OriginPolicy(origins))
     app.include_router(openai_router)
     app.include_router(ollama_generate_router)
     app.include_router(ollama_models_router)
     app.include_router(anthropic_router)
     app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/metrics", _metrics, methods=["GET"])
+    install_ui(app, resolver.library)
     return app
 
 

@@ -1,5 +1,7 @@
-"""Bearer API-key check on every route but ``/health`` (a plain ASGI middleware, so
-streaming responses pass through untouched)."""
+"""Bearer API-key check on every route but ``/health`` and the web page's files (a plain
+ASGI middleware, so streaming responses pass through untouched). The page (``/ui/``)
+holds no data: it asks for the key, then sends it like any client; its JSON routes
+(``/ui/api/``) need the key."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ class ApiKeyMiddleware:
         self._key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._allowed(scope):
+        if scope["type"] != "http" or is_open(scope["path"]) or self._allowed(scope):
             await self.app(scope, receive, send)
             return
         message = "missing or wrong API key (send Authorization: Bearer KEY or x-api-key: KEY)"
@@ -43,3 +45,10 @@ class ApiKeyMiddleware:
             if name == b"x-api-key" and hmac.compare_digest(value, self._key):
                 return True
         return False
+
+
+def is_open(path: str) -> bool:
+    """Paths served without the key: /health and the page's static files."""
+    if path in OPEN_PATHS:
+        return True
+    return (path == "/ui" or path.startswith("/ui/")) and not path.startswith("/ui/api/")

@@ -186,6 +186,7 @@ def _run(
         reasoning_parser=server.reasoning_parser,
         chat_templates=chat_templates,
         limits=limits,
+        allowed_origins=server.allowed_origins,
     )
     # uvicorn's own deadline is a backstop: the drain ends every request before it.
     backstop = math.ceil(server.shutdown_timeout) + 5

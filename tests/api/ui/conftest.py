@@ -1,0 +1,64 @@
+"""One headless Chromium (Debian's, driven by Playwright) for the whole session, and a
+folder for the screenshots reviewers look at."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ui_helpers import REPORT
+
+#: Where Debian's chromium package puts the browser (scripts/install.sh --dev installs it).
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+
+
+def chromium_path() -> str | None:
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    path = chromium_path()
+    if path is None:
+        pytest.skip("chromium is not installed (scripts/install.sh --dev installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        started = time.monotonic()
+        # --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
+        launched = playwright.chromium.launch(
+            executable_path=path, headless=True, args=["--no-sandbox"]
+        )
+        REPORT.append(f"chromium started in {time.monotonic() - started:.2f} s")
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ui-screenshots")
+    REPORT.append(f"UI screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path, gemma_model_path: Path
+) -> Path:
+    """``tiny`` (fast, random) and ``gemma`` (the embedded Gemma 3 270M's file)."""
+    folder = tmp_path_factory.mktemp("ui-models")
+    (folder / "tiny.gguf").symlink_to(tiny_model_path)
+    (folder / "gemma.gguf").symlink_to(gemma_model_path)
+    return folder
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in REPORT:
+        terminalreporter.write_line(line)
