@@ -43,6 +43,13 @@ class ModelNotFound(ClientError):
     code = "model_not_found"
 
 
+class ResponseNotFound(ClientError):
+    """No stored Responses-API answer has that id (never stored, deleted, or not ours)."""
+
+    status = 404
+    code = "response_not_found"
+
+
 class InvalidModelFile(ClientError):
     """A model file that is not a readable GGUF (checked before llama.cpp sees it)."""
 

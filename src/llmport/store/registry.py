@@ -31,6 +31,14 @@ CREATE TABLE IF NOT EXISTS models (
     modified REAL NOT NULL
 )
 """
+#: Stored Responses-API answers (``store: true``), so a conversation continues by id.
+_RESPONSES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
 
 
 @dataclass
@@ -102,6 +110,7 @@ class Registry:
         self.path = home / "registry.sqlite"
         with self._db() as db:
             db.execute(_SCHEMA)
+            db.execute(_RESPONSES_SCHEMA)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -154,3 +163,24 @@ class Registry:
 
     def is_file_used(self, path: str) -> bool:
         return any(f.path == path for r in self.list() for f in r.files)
+
+    # -- stored responses (the Responses API's store / previous_response_id) -----------
+
+    def put_response(self, response_id: str, record: dict[str, Any]) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO responses (id, record, created) VALUES (?, ?, ?)",
+                (response_id, json.dumps(record), time.time()),
+            )
+
+    def get_response(self, response_id: str) -> dict[str, Any] | None:
+        with self._db() as db:
+            row = db.execute("SELECT record FROM responses WHERE id = ?", (response_id,))
+            found = row.fetchone()
+        return None if found is None else dict(json.loads(found[0]))
+
+    def delete_response(self, response_id: str) -> bool:
+        """True when there was one to delete."""
+        with self._db() as db:
+            deleted = db.execute("DELETE FROM responses WHERE id = ?", (response_id,))
+            return deleted.rowcount > 0
