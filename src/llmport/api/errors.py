@@ -74,9 +74,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_llmport_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, LlmportError)
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, QueueFull) else None
-        return shaped_error(
-            request, error.status, error.message, error.code, error.param, headers
-        )
+        return shaped_error(request, error.status, error.message, error.code, error.param, headers)
 
     async def on_validation_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
