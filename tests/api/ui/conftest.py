@@ -9,7 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ui_helpers import REPORT
+from playwright.sync_api import expect
+from ui_helpers import APP_ORIGIN, KEY, REPORT, serve
+
+from server_helpers import Server
+
+#: Answers come from real models on a shared CI machine: wait for them generously.
+expect.set_options(timeout=30_000)
 
 #: Where Debian's chromium package puts the browser (scripts/install.sh --dev installs it).
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
@@ -48,8 +54,8 @@ def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def models_dir(
+@pytest.fixture(scope="session")
+def ui_models_dir(
     tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path, gemma_model_path: Path
 ) -> Path:
     """``tiny`` (fast, random) and ``gemma`` (the embedded Gemma 3 270M's file)."""
@@ -57,6 +63,14 @@ def models_dir(
     (folder / "tiny.gguf").symlink_to(tiny_model_path)
     (folder / "gemma.gguf").symlink_to(gemma_model_path)
     return folder
+
+
+@pytest.fixture(scope="session")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory, ui_models_dir: Path) -> Iterator[Server]:
+    """A server with an API key and two allowed origins (shared by the CORS and login
+    tests)."""
+    origins = ["--allowed-origins", APP_ORIGIN, "--allowed-origins", "http://localhost:*"]
+    yield from serve(tmp_path_factory, ui_models_dir, "--api-key", KEY, *origins)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

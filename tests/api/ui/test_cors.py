@@ -3,32 +3,26 @@ against a real ``llmport serve`` with an API key."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
-from ui_helpers import serve
+from ui_helpers import APP_ORIGIN, KEY
 
 from llmport.api.cors import CorsMiddleware, OriginPolicy
 from llmport.config import ServerSettings
 from llmport.errors import UnsupportedOption
 from server_helpers import Server
 
-KEY = "s3cret"
-APP_ORIGIN = "https://app.example:3000"
 EVIL_ORIGIN = "http://evil.example"
 BEARER = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Server]:
-    origins = ["--allowed-origins", APP_ORIGIN, "--allowed-origins", "http://localhost:*"]
-    yield from serve(tmp_path_factory, models_dir, "--api-key", KEY, *origins)
+def server(keyed_server: Server) -> Server:
+    return keyed_server
 
 
 def preflight(server: Server, origin: str, path: str = "/v1/chat/completions") -> httpx.Response:

@@ -46,8 +46,8 @@ HOSTILE = (
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Server]:
-    yield from serve(tmp_path_factory, models_dir)
+def server(tmp_path_factory: pytest.TempPathFactory, ui_models_dir: Path) -> Iterator[Server]:
+    yield from serve(tmp_path_factory, ui_models_dir)
 
 
 @pytest.fixture

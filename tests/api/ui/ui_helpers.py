@@ -12,6 +12,9 @@ from playwright.sync_api import Browser, Page
 
 from server_helpers import Server, running_server
 
+#: The API key of the keyed server, and a page origin it allows besides loopback.
+KEY = "s3cret"
+APP_ORIGIN = "https://app.example:3000"
 #: Figures the tests measured, printed at the end of the run (conftest's summary hook).
 REPORT: list[str] = []
 #: Uncaught script errors of each open page.

@@ -11,6 +11,7 @@ export class ModelsView {
   constructor(root) {
     this.root = root;
     this.speeds = new Map();
+    this.contexts = new Map(); // name -> Promise of its trained context (asked once)
     this.pollTimer = null;
     this.ref = h("input", { id: "pull-ref", placeholder: "hf.co/USER/REPO[:QUANT]", size: 40 });
     this.pullsNode = h("div", { class: "pulls", "data-testid": "pulls" });
@@ -59,10 +60,14 @@ export class ModelsView {
       context, h("td", {}, date(m.modified_at)), actions);
   }
 
-  async context(name) {
-    const shown = await json("POST", "/api/show", { model: name });
-    const info = shown.model_info || {};
-    return info[`${info["general.architecture"]}.context_length`];
+  context(name) {
+    if (!this.contexts.has(name)) {
+      this.contexts.set(name, json("POST", "/api/show", { model: name }).then((shown) => {
+        const info = shown.model_info || {};
+        return info[`${info["general.architecture"]}.context_length`];
+      }));
+    }
+    return this.contexts.get(name);
   }
 
   async act(work) {

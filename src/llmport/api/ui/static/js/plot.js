@@ -14,14 +14,17 @@ export class LineChart {
     this.node = h("figure", { class: "chart", "data-chart": title }, h("figcaption", {}, title), this.canvas, this.legend);
   }
 
-  /** series: {name: [[t, value]...]}, t in seconds; the last `span` seconds are shown. */
-  draw(series, span) {
+  /** series: {name: [[t, value]...]}, t in seconds; at most the last `maxSpan` seconds
+   * are shown (fewer while there is less history, at least 30). */
+  draw(series, maxSpan) {
     const ctx = this.canvas.getContext("2d");
     const { width, height } = this.canvas;
     const pad = { left: 46, right: 8, top: 8, bottom: 18 };
     ctx.clearRect(0, 0, width, height);
     const points = Object.values(series).flat().filter(([, v]) => v !== null && Number.isFinite(v));
     const now = Date.now() / 1000;
+    const oldest = Math.min(now, ...Object.values(series).flat().map(([t]) => t));
+    const span = Math.min(maxSpan, Math.max(30, now - oldest));
     const max = Math.max(1e-9, ...points.map(([, v]) => v)) * 1.1;
     const x = (t) => pad.left + ((t - (now - span)) / span) * (width - pad.left - pad.right);
     const y = (v) => height - pad.bottom - (v / max) * (height - pad.top - pad.bottom);
@@ -36,7 +39,7 @@ export class LineChart {
       ctx.stroke();
       ctx.fillText(this.format(v), 2, y(v) + 4);
     }
-    ctx.fillText(`-${Math.round(span / 60)} min`, pad.left, height - 4);
+    ctx.fillText(span >= 120 ? `-${Math.round(span / 60)} min` : `-${Math.round(span)} s`, pad.left, height - 4);
     ctx.fillText("now", width - pad.right - 22, height - 4);
     this.legend.replaceChildren();
     Object.entries(series).forEach(([name, values], i) => {
