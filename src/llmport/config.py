@@ -205,23 +205,6 @@ class ServerSettings(BaseSettings):
         description="Seconds in-flight requests may take to finish after SIGTERM or Ctrl-C; "
         "then they end with an error.",
     )
-    dtype: str = Field(
-        default="auto",
-        description="vLLM's weight type: only 'auto' (GGUF weights keep the types they "
-        "were quantized to).",
-    )
-    tensor_parallel_size: int = Field(
-        default=1,
-        description="vLLM's tensor parallelism: only 1 (a model runs in one process; "
-        "n_gpu_layers offloads it to one GPU).",
-    )
-    gpu_memory_utilization: float | None = Field(
-        default=None,
-        gt=0,
-        le=1,
-        description="vLLM's share of GPU memory: refused when set (llama.cpp offloads whole "
-        "layers and llmport budgets host memory only: use n_gpu_layers and memory_budget).",
-    )
 
     @property
     def accepts_model_paths(self) -> bool:
@@ -242,28 +225,6 @@ class ServerSettings(BaseSettings):
                 data = {**data, "host": name or "127.0.0.1"}
                 data.setdefault("port", port)
         return data
-
-    @field_validator("dtype")
-    @classmethod
-    def _auto_dtype(cls, value: str) -> str:
-        if value != "auto":
-            raise UnsupportedOption(
-                f"--dtype {value}: GGUF weights run in the types they were quantized to; "
-                "pick another GGUF file (Q8_0, F16, BF16) instead",
-                param="dtype",
-            )
-        return value
-
-    @field_validator("tensor_parallel_size")
-    @classmethod
-    def _one_process(cls, value: int) -> int:
-        if value != 1:
-            raise UnsupportedOption(
-                f"--tensor-parallel-size {value}: the llama.cpp backend runs each model in "
-                "one process (it offloads layers to one GPU with n_gpu_layers)",
-                param="tensor_parallel_size",
-            )
-        return value
 
     @field_validator("allowed_origins")
     @classmethod

@@ -13,17 +13,17 @@ from test_main import llmport
 
 from llmport.cli import serve
 from llmport.cli.flags import flag_name
-from llmport.config import EngineConfig, ServerSettings
-from llmport.errors import UnsupportedOption
+from llmport.config import EngineConfig
 from server_helpers import running_server
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--tensor-parallel-size", "2"], "one process"),
-        (["--dtype", "float16"], "GGUF weights"),
-        (["--kv-cache-dtype", "fp8_e5m2"], "q8_0"),
+        (["--tensor-parallel-size", "2"], "one worker process"),
+        (["--pipeline-parallel-size", "2"], "one worker process"),
+        (["--dtype", "float8"], "vLLM takes one of"),
+        (["--kv-cache-dtype", "q9"], "q8_0"),
         (["--gpu-memory-utilization", "0.9"], "no GPU"),
         (["--tool-call-parser", "nonsense"], "hermes"),
         (["--keep-alive", "soon"], "not a duration"),
@@ -64,13 +64,11 @@ def test_help_lists_every_setting_as_a_flag() -> None:
 
 
 def test_gpu_flags_on_a_gpu_build(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Offloaded layers are taken; a share of GPU memory is refused: nothing budgets it."""
+    """Offloaded layers are taken (a share of GPU memory is vLLM's: tests/engines/vllm)."""
     gpu_build = types.ModuleType("llmport.engines.llama_cpp.backend")  # Not llama.cpp itself.
     gpu_build.supports_gpu_offload = lambda: True  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "llmport.engines.llama_cpp.backend", gpu_build)
-    serve._check_gpu(ServerSettings(), EngineConfig(n_gpu_layers=20))
-    with pytest.raises(UnsupportedOption, match="--n-gpu-layers"):
-        serve._check_gpu(ServerSettings(gpu_memory_utilization=0.9), EngineConfig())
+    serve._check_gpu(EngineConfig(n_gpu_layers=20))
 
 
 def test_settings_that_would_be_overridden_silently_pass_when_consistent() -> None:

@@ -16,7 +16,9 @@ import typer
 from pydantic_settings import BaseSettings
 
 from llmport.cli.flags import load_settings, settings_flags
-from llmport.config import EngineConfig, RequestLimits, ServerSettings
+from llmport.config import KV_CACHE_DTYPES, EngineConfig, RequestLimits, ServerSettings
+from llmport.engines.vllm.config import KV_CACHE_DTYPES as VLLM_KV_CACHE_DTYPES
+from llmport.engines.vllm.config import VllmConfig, VllmFlags, check_flags, device
 from llmport.errors import LlmportError, UnsupportedOption
 from llmport.manager.settings import ManagerSettings
 from llmport.models.resolver import Resolver
@@ -27,6 +29,7 @@ from llmport.store.refs import ModelSources
 PANELS: dict[str, type[BaseSettings]] = {
     "Server": ServerSettings,
     "Engine (each model)": EngineConfig,
+    "vLLM engine (Hugging Face models)": VllmFlags,
     "Models in memory": ManagerSettings,
     "Request limits": RequestLimits,
 }
@@ -45,11 +48,14 @@ def serve(
     given = {k: v for k, v in flags.items() if v is not None and v != []}
     try:
         server = load_settings(ServerSettings, given)
-        engine = load_settings(EngineConfig, given)
+        engine_given, vllm_given, kv_note = _split_kv_cache_dtype(given)
+        engine = load_settings(EngineConfig, engine_given)
+        vllm = load_settings(VllmConfig, vllm_given)
+        check_flags(vllm, device())
         manager_settings = load_settings(ManagerSettings, given)
         limits = load_settings(RequestLimits, given)
         _check_engine(engine)
-        _check_gpu(server, engine)
+        _check_gpu(engine)
         aliases, preload = _preload_names(models or [], server.served_model_name)
         templates = _chat_templates(server.chat_template, [*aliases, *preload])
         keep = None if "keep_alive" in given else math.inf
@@ -57,10 +63,31 @@ def serve(
     except LlmportError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(2) from error
+    if kv_note:
+        logging.getLogger(__name__).warning("%s", kv_note)
     sources = ModelSources(server.models_dir, server.accepts_model_paths)
     resolver = Resolver(default_cache_dir(), aliases, sources)
-    _run(server, engine, manager_settings, resolver, limits, {name: keep for name in preload},
-         sock, templates)  # fmt: skip
+    _run(server, {"llama_cpp": engine, "vllm": vllm}, manager_settings, resolver, limits,
+         {name: keep for name in preload}, sock, templates)  # fmt: skip
+
+
+def _split_kv_cache_dtype(
+    given: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """``--kv-cache-dtype`` goes to the engines that offer it: vLLM's fp8 types to HF
+    models, llama.cpp's quantized types to GGUF models; the other engine keeps its
+    default, and the note (logged at start) says so."""
+    value = given.get("kv_cache_dtype")
+    if value is None:
+        return given, given, None
+    for_llama = value.lower() in KV_CACHE_DTYPES
+    for_vllm = value in VLLM_KV_CACHE_DTYPES
+    if (for_llama and for_vllm) or not (for_llama or for_vllm):
+        return given, given, None  # Both take it, or neither does (refused with its reason).
+    rest = {k: v for k, v in given.items() if k != "kv_cache_dtype"}
+    engine = "vLLM (HF models)" if for_vllm else "llama.cpp (GGUF models)"
+    note = f"--kv-cache-dtype {value} applies to {engine} only; the other keeps its default"
+    return (rest, given, note) if for_vllm else (given, rest, note)
 
 
 def _check_engine(engine: EngineConfig) -> None:
@@ -78,25 +105,15 @@ def _check_engine(engine: EngineConfig) -> None:
         )
 
 
-def _check_gpu(server: ServerSettings, engine: EngineConfig) -> None:
-    """GPU flags act or are refused: nothing in llmport budgets GPU memory, and a build
-    without a GPU cannot offload."""
-    share, layers = server.gpu_memory_utilization, engine.n_gpu_layers or 0
-    if share is None and layers <= 0:
+def _check_gpu(engine: EngineConfig) -> None:
+    """llama.cpp's GPU flag acts or is refused: a build without a GPU cannot offload.
+    (vLLM's GPU flags are checked by ``check_flags``.)"""
+    layers = engine.n_gpu_layers or 0
+    if layers <= 0:
         return
     from llmport.engines.llama_cpp.backend import supports_gpu_offload
 
-    has_gpu = supports_gpu_offload()
-    if share is not None:
-        reason = (
-            "llama.cpp offloads whole layers and llmport does not budget GPU memory; choose "
-            "how many layers with --n-gpu-layers"
-            if has_gpu
-            else "this llama.cpp build has no GPU; the memory budget (--memory-budget) sizes "
-            "what models may use"
-        )
-        raise UnsupportedOption(f"--gpu-memory-utilization: {reason}")
-    if not has_gpu:
+    if not supports_gpu_offload():
         raise UnsupportedOption(
             f"--n-gpu-layers {layers}: this llama.cpp build has no GPU; models run on the "
             "CPU (leave it unset)"
@@ -150,7 +167,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _run(
     server: ServerSettings,
-    engine: EngineConfig,
+    engine_configs: dict[str, BaseSettings],
     manager_settings: ManagerSettings,
     resolver: Resolver,
     limits: RequestLimits,
@@ -163,7 +180,6 @@ def _run(
     from llmport.api.app import create_app
     from llmport.api.shutdown import DrainingServer
     from llmport.engines.kinds import default_registry
-    from llmport.engines.llama_cpp.kind import LLAMA_CPP_NAME
     from llmport.manager.manager import ModelManager
     from llmport.runtime.local import LocalRuntime
 
@@ -175,7 +191,7 @@ def _run(
         manager_settings,
         default_registry(),
         LocalRuntime(warm_spare=manager_settings.warm_spare),
-        engine_configs={LLAMA_CPP_NAME: engine},
+        engine_configs=dict(engine_configs),
     )
     app = create_app(
         manager,

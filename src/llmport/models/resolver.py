@@ -1,8 +1,10 @@
 """The resolver: the one place a model name becomes a ModelSpec.
 
 In order: an alias (``--served-model-name``, leading to what the command line named);
-the embedded default; a registered name (pulled, copied, created); a name under the
-models folder; a filesystem path, where the server accepts paths. Every route of
+the embedded default; a registered name (pulled, copied, created); a Hugging Face model
+(a local folder with ``config.json`` and safetensors, where paths are accepted, or a
+repository id cached by the Hugging Face hub), marked ``hf`` for the vLLM engine; a name
+under the models folder; a filesystem path, where the server accepts paths. Every route of
 both dialects and the manager ask here, off the event loop (registry lookups and
 GGUF header reads are disk work), so a name means the same thing everywhere.
 """
@@ -10,16 +12,18 @@ GGUF header reads are disk work), so a name means the same thing everywhere.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 
-from llmport.errors import InvalidParameter
+from llmport.errors import InvalidParameter, ModelNotFound
+from llmport.models.hf import HFInfo, find_hf_folder, read_hf_info, repo_id_of
 from llmport.models.spec import ModelSpec
 from llmport.store.embedded import EMBEDDED_MODEL_NAME
 from llmport.store.gguf_info import GGUFInfo, read_gguf_info
 from llmport.store.library import Library
 from llmport.store.refs import ModelSources, find_record, is_embedded
-from llmport.store.registry import ModelRecord
+from llmport.store.registry import ModelFile, ModelRecord
 
 #: GGUF headers kept (keyed by path, size and mtime, so an edited file is read again).
 MAX_CACHED_HEADERS = 64
@@ -42,6 +46,7 @@ class Resolver:
         trusted = ModelSources(self.sources.models_dir, allow_paths=True)
         self._trusted = Library(home, trusted, read_info=self.gguf_info)
         self._headers: dict[tuple[str, int, int], GGUFInfo] = {}
+        self._hf_infos: dict[tuple[str, int], HFInfo] = {}
         self._lock = threading.Lock()
 
     async def resolve(self, name: str) -> ModelSpec:
@@ -54,11 +59,27 @@ class Resolver:
             raise InvalidParameter("model must be a non-empty string", param="model")
         target = self.aliases.get(name)
         if target is not None:
+            folder = find_hf_folder(target, allow_paths=True)
+            if folder is not None:
+                return self._hf_spec(name, folder, "alias")
             return self._spec(name, self._trusted.record(target), "alias")
         record = find_record(name, self.home)
         if record is not None:
             return self._spec(name, record, "registry")
-        record = self.library.record(name)  # Embedded, models folder or path (if allowed).
+        folder = find_hf_folder(name, self.sources.allow_paths)
+        if folder is not None:
+            return self._hf_spec(name, folder, "path" if os.path.isdir(name) else "hf_cache")
+        try:  # Embedded, models folder or path (if allowed).
+            record = self.library.record(name)
+        except ModelNotFound:
+            repo = repo_id_of(name)
+            if repo is None or os.path.exists(name):
+                raise
+            raise ModelNotFound(
+                f"model {name!r} not found: neither a registered name nor a Hugging Face "
+                f"repository in the local cache (download it first: hf download {repo})",
+                param="model",
+            ) from None
         if is_embedded(name):
             return self._spec(name, record, "embedded")
         in_folder = self.sources.in_models_dir(name) is not None
@@ -84,6 +105,40 @@ class Resolver:
                     self._headers.pop(next(iter(self._headers)))
                 self._headers[key] = found
         return found
+
+    def hf_info(self, folder: Path) -> HFInfo:
+        """A Hugging Face folder's config and headers, read once per version of config.json."""
+        key = (str(folder), (folder / "config.json").stat().st_mtime_ns)
+        with self._lock:
+            found = self._hf_infos.get(key)
+        if found is None:
+            found = read_hf_info(folder)
+            with self._lock:
+                if len(self._hf_infos) >= MAX_CACHED_HEADERS:
+                    self._hf_infos.pop(next(iter(self._hf_infos)))
+                self._hf_infos[key] = found
+        return found
+
+    def _hf_spec(self, name: str, folder: Path, source: str) -> ModelSpec:
+        info = self.hf_info(folder)
+        files = [ModelFile(str(p), "", p.stat().st_size) for p in info.safetensors]
+        record = ModelRecord(
+            name=name,
+            source=str(folder),
+            files=files,
+            metadata={
+                "format": "hf",
+                "architecture": info.architecture,
+                "context_length": info.context_length,
+                "embedding_length": info.hidden_size,
+                "num_params": info.num_params,
+                "chat_template": info.chat_template or "",
+                "quantization": info.torch_dtype,
+            },
+            modified=(folder / "config.json").stat().st_mtime,
+        )
+        return ModelSpec(name=name, format="hf", weight_files=(folder,), source=source,
+                         record=record, hf=info)  # fmt: skip
 
     def _spec(self, name: str, record: ModelRecord, source: str) -> ModelSpec:
         path = record.path

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from llmport.models.hf import HFInfo
 from llmport.store.gguf_info import GGUFInfo
 from llmport.store.registry import ModelRecord
 
@@ -31,6 +32,9 @@ class ModelSpec:
     gguf: GGUFInfo | None = field(default=None, repr=False)
     #: Vision projectors (mmproj files) that go with the weights.
     projector_files: tuple[Path, ...] = ()
+    #: A Hugging Face folder's config and safetensors headers (the vLLM kind plans from
+    #: them); None for GGUF. ``weight_files`` is then the folder itself.
+    hf: HFInfo | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
@@ -80,8 +84,9 @@ class ModelSpec:
 
     @property
     def capabilities(self) -> list[str]:
-        """Ollama's ``capabilities``: completion and embedding; tools with a template."""
-        found = ["completion", "embedding"]
+        """Ollama's ``capabilities``: completion, and embedding on llama.cpp (a generative
+        HF model on vLLM does not embed); tools with a template."""
+        found = ["completion"] if self.format == "hf" else ["completion", "embedding"]
         template = self.template or self.chat_template or ""
         if "tools" in template or self.tool_use_template:
             found.append("tools")

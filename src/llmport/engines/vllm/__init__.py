@@ -1,0 +1,1 @@
+"""The vLLM engine: Hugging Face models served by vLLM behind the engine protocol."""

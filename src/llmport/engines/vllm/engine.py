@@ -1,0 +1,261 @@
+"""vLLM's engine behind the WorkerEngine protocol: a Hugging Face model in a worker.
+
+The worker drives engines a step at a time, so this wraps vLLM's step-driven
+``LLMEngine`` (the synchronous face of the same v1 engine core that ``AsyncLLM``
+serves): requests go in as token ids, ``step`` returns vLLM's delta outputs turned into
+ours. The core runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``): the worker
+already is the model's own process, and a daemon process may not start another.
+Only this module imports vLLM, and only in the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmport.engine.protocol import EngineInfo, EngineStats
+from llmport.errors import (
+    ContextLengthExceeded,
+    InvalidParameter,
+    LlmportError,
+    UnsupportedOption,
+)
+from llmport.types import (
+    FinishReason,
+    Output,
+    Request,
+    SamplingParams,
+    Timings,
+    TokenLogprob,
+    Usage,
+)
+
+logger = logging.getLogger(__name__)
+
+_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.ABORT}
+
+
+@dataclass
+class _Live:
+    """One request in flight: what its outputs need that vLLM's deltas do not carry."""
+
+    prompt_token_ids: list[int]
+    open_indexes: set[int]
+    timings: Timings
+    num_tokens: dict[int, int] = field(default_factory=dict)
+    has_sent_prompt: bool = False
+
+
+class VllmEngine:
+    """Owned by the worker's thread. ``engine`` is a loaded ``vllm.LLMEngine``."""
+
+    def __init__(self, engine: Any, info: EngineInfo) -> None:
+        self.engine = engine
+        self.tokenizer = engine.get_tokenizer()
+        self._info = info
+        self._live: dict[str, _Live] = {}
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    @property
+    def has_unfinished_requests(self) -> bool:
+        return bool(self._live) or bool(self.engine.has_unfinished_requests())
+
+    @property
+    def unfinished_request_ids(self) -> list[str]:
+        return list(self._live)
+
+    def add_request(self, request: Request) -> list[int]:
+        if request.embed:
+            raise UnsupportedOption(
+                "embeddings: this model is served by vLLM for generation, which does not embed",
+                param="input",
+            )
+        token_ids = request.prompt_token_ids
+        if token_ids is None:
+            token_ids = self.tokenize(request.prompt or "", request.add_special_tokens)
+        if not token_ids:
+            raise InvalidParameter("the prompt is empty", param="prompt")
+        max_model_len = self._info.max_model_len
+        if len(token_ids) >= max_model_len:
+            raise ContextLengthExceeded(
+                f"the prompt has {len(token_ids)} tokens; this model's context is "
+                f"{max_model_len} tokens, with room for at least one more",
+                param="messages",
+            )
+        params = self._sampling_params(request.params, max_model_len - len(token_ids))
+        try:
+            self.engine.add_request(
+                request.request_id, {"prompt_token_ids": list(token_ids)}, params
+            )
+        except ValueError as error:  # vLLM's validation errors are ValueErrors.
+            raise InvalidParameter(str(error), param=getattr(error, "parameter", None)) from None
+        n = request.params.n
+        self._live[request.request_id] = _Live(
+            list(token_ids), set(range(n)), Timings(arrival=time.monotonic())
+        )
+        return list(token_ids)
+
+    def _sampling_params(self, params: SamplingParams, room: int) -> Any:
+        from vllm import SamplingParams as VllmSamplingParams
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+
+        structured = None
+        if params.grammar is not None:  # llama.cpp's GBNF is xgrammar's EBNF.
+            structured = StructuredOutputsParams(grammar=params.grammar)
+        try:
+            return VllmSamplingParams(
+                n=params.n,
+                max_tokens=min(params.max_tokens or room, room),
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k,
+                min_p=params.min_p,
+                repetition_penalty=params.repetition_penalty,
+                presence_penalty=params.presence_penalty,
+                frequency_penalty=params.frequency_penalty,
+                seed=params.seed,
+                stop=list(params.stop) or None,
+                stop_token_ids=list(params.stop_token_ids) or None,
+                ignore_eos=params.ignore_eos,
+                logit_bias=dict(params.logit_bias) or None,
+                logprobs=params.logprobs,
+                include_stop_str_in_output=params.include_stop_str_in_output,
+                structured_outputs=structured,
+                output_kind=RequestOutputKind.DELTA,
+            )
+        except ValueError as error:
+            raise InvalidParameter(str(error), param=getattr(error, "parameter", None)) from None
+
+    def abort_request(self, request_id: str) -> list[Output]:
+        live = self._live.pop(request_id, None)
+        if live is None:
+            return []
+        self.engine.abort_request([request_id])
+        live.timings.finished = time.monotonic()
+        return [self._final(request_id, live, i, FinishReason.ABORT) for i in live.open_indexes]
+
+    def step(self) -> list[Output]:
+        outputs: list[Output] = []
+        for result in self.engine.step():
+            live = self._live.get(result.request_id)
+            if live is None:
+                continue
+            for choice in result.outputs:
+                outputs.append(self._output(result, live, choice))
+            if not live.open_indexes:
+                del self._live[result.request_id]
+        return outputs
+
+    def _output(self, result: Any, live: _Live, choice: Any) -> Output:
+        now = time.monotonic()
+        if live.timings.first_token is None:
+            live.timings.first_token = now
+        index = int(choice.index)
+        token_ids = list(choice.token_ids)
+        live.num_tokens[index] = live.num_tokens.get(index, 0) + len(token_ids)
+        output = Output(
+            request_id=result.request_id,
+            index=index,
+            text=choice.text,
+            token_ids=token_ids,
+            logprobs=self._logprobs(token_ids, choice.logprobs),
+        )
+        if not live.has_sent_prompt:
+            output.prompt_token_ids = live.prompt_token_ids
+            live.has_sent_prompt = True
+        if choice.finish_reason is not None:
+            live.open_indexes.discard(index)
+            reason = _FINISH.get(str(choice.finish_reason))
+            if reason is None:
+                output.error = f"vLLM ended the answer: {choice.finish_reason}"
+            output.finish_reason = reason
+            live.timings.finished = now
+            output.usage = self._usage(live, index, result.num_cached_tokens)
+            output.timings = live.timings
+        return output
+
+    def _final(self, request_id: str, live: _Live, index: int, reason: FinishReason) -> Output:
+        return Output(request_id=request_id, index=index, finish_reason=reason,
+                      usage=self._usage(live, index, 0), timings=live.timings)  # fmt: skip
+
+    def _usage(self, live: _Live, index: int, num_cached_tokens: int | None) -> Usage:
+        return Usage(
+            prompt_tokens=len(live.prompt_token_ids),
+            completion_tokens=live.num_tokens.get(index, 0),
+            cached_tokens=int(num_cached_tokens or 0),
+        )
+
+    def _logprobs(self, token_ids: list[int], found: Any) -> list[TokenLogprob] | None:
+        """vLLM's per-token {id: Logprob} (the chosen token and the top ones) as ours."""
+        if not found:
+            return None
+        result = []
+        for token_id, ranked in zip(token_ids, found, strict=False):
+            top = sorted(ranked.items(), key=lambda item: item[1].rank or 0)
+            chosen = ranked.get(token_id)
+            result.append(
+                TokenLogprob(
+                    token_id,
+                    self._piece(token_id, chosen),
+                    float(chosen.logprob) if chosen is not None else float("-inf"),
+                    [(t, self._piece(t, lp), float(lp.logprob)) for t, lp in top if lp.rank],
+                )
+            )
+        return result
+
+    def _piece(self, token_id: int, logprob: Any) -> str:
+        decoded = getattr(logprob, "decoded_token", None)
+        return decoded if isinstance(decoded, str) else self.tokenizer.decode([token_id])
+
+    def stats(self) -> EngineStats:
+        scheduler = self._scheduler()
+        num_running = len(scheduler.running) if scheduler is not None else len(self._live)
+        num_waiting = len(scheduler.waiting) if scheduler is not None else 0
+        num_kv_cells = self._info.num_kv_tokens
+        used = 0
+        if scheduler is not None:
+            with contextlib.suppress(AttributeError):
+                used = int(scheduler.kv_cache_manager.usage * num_kv_cells)
+        return EngineStats(len(self._live), num_running, num_waiting, 0, used, num_kv_cells)
+
+    def _scheduler(self) -> Any:
+        """The in-process core's scheduler (None where the core runs elsewhere)."""
+        core = getattr(self.engine.engine_core, "engine_core", None)
+        return getattr(core, "scheduler", None)
+
+    def tokenize(self, text: str, add_special_tokens: bool) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=add_special_tokens))
+
+    def detokenize(self, token_ids: list[int]) -> str:
+        vocab_size = self._info.vocab_size
+        bad = [t for t in token_ids if not 0 <= t < vocab_size]
+        if bad:
+            raise InvalidParameter(
+                f"token ids {bad[:5]} are outside the vocabulary", param="tokens"
+            )
+        return str(self.tokenizer.decode(token_ids))
+
+    def reset_prefix_cache(self) -> None:
+        self.engine.reset_prefix_cache()
+
+    def sleep(self, level: int) -> None:
+        """vLLM's sleep mode (GPU only): level 1 offloads weights to host memory and drops
+        the KV cache; level 2 drops both. Requests in flight are aborted first."""
+        for request_id in list(self._live):
+            self.abort_request(request_id)
+        self.engine.sleep(level)
+
+    def wake_up(self) -> None:
+        self.engine.wake_up()
+
+    def close(self) -> None:
+        for request_id in list(self._live):
+            self.abort_request(request_id)
+        with contextlib.suppress(LlmportError, RuntimeError, AttributeError):
+            self.engine.engine_core.shutdown()

@@ -1,0 +1,151 @@
+"""An HF model (vLLM) and a GGUF model (llama.cpp) on one port, through the real openai
+and ollama clients: interleaved, streaming and not, the tokenizer's own chat template,
+tools, JSON schemas, the API key and served names."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import ollama
+import openai
+import pytest
+import transformers
+from vllm_server import API_KEY, auth
+
+from server_helpers import Server
+
+ASK = [{"role": "user", "content": "hello, what is the weather in Paris?"}]
+SCHEMA = {
+    "type": "object",
+    "properties": {"n": {"type": "integer"}, "ok": {"type": "boolean"}},
+    "required": ["n", "ok"],
+    "additionalProperties": False,
+}
+TOOLS: list[Any] = [
+    {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"days": {"type": "integer"}}, "required": ["days"],
+        "additionalProperties": False}}},
+]  # fmt: skip
+
+
+def chat(client: openai.OpenAI, model: str, stream: bool) -> tuple[str, str | None]:
+    """(the answer, its finish reason) from a chat, streamed or not."""
+    kwargs: dict[str, Any] = {"model": model, "messages": ASK, "max_tokens": 12}
+    if not stream:
+        choice = client.chat.completions.create(**kwargs).choices[0]
+        return choice.message.content or "", choice.finish_reason
+    text, reason = "", None
+    for chunk in client.chat.completions.create(**kwargs, stream=True):
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            reason = choice.finish_reason or reason
+    return text, reason
+
+
+def test_hf_and_gguf_answer_through_one_port_interleaved(server: Server) -> None:
+    client = server.openai(api_key=API_KEY)
+    jobs = [(model, stream) for _ in range(3) for model in ("hf", "gguf") for stream in (0, 1)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda job: chat(client, job[0], bool(job[1])), jobs))
+    for text, reason in answers:
+        assert text and reason == "length"
+    completion = client.completions.create(model="hf", prompt="hello world", max_tokens=5)
+    assert completion.model == "hf" and completion.usage is not None
+    assert completion.usage.completion_tokens == 5
+
+
+def test_ollama_client_chats_with_both_engines(server: Server) -> None:
+    client = ollama.Client(host=server.base_url, headers=auth())
+    for model in ("hf", "gguf", "hf"):
+        whole = client.chat(model=model, messages=ASK, options={"num_predict": 6})
+        assert whole.message.content and whole.done_reason == "length"
+        parts = list(client.chat(model=model, messages=ASK, stream=True,
+                                 options={"num_predict": 6}))  # fmt: skip
+        assert parts[-1].done and "".join(p.message.content or "" for p in parts)
+        generated = client.generate(model=model, prompt="hello", options={"num_predict": 4})
+        assert generated.eval_count == 4
+
+
+def test_chat_is_rendered_with_the_tokenizers_own_template(server: Server, hf_llama: Path) -> None:
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf_llama)
+    expected = tokenizer.apply_chat_template(ASK, add_generation_prompt=True, tokenize=True)
+    if isinstance(expected, dict) or hasattr(expected, "input_ids"):
+        expected = expected["input_ids"]
+    answer = server.openai(api_key=API_KEY).chat.completions.create(
+        model="hf",
+        messages=ASK,
+        max_tokens=1,  # type: ignore[arg-type]
+    )
+    assert answer.usage is not None and answer.usage.prompt_tokens == len(expected)
+    rendered = httpx.post(f"{server.base_url}/tokenize", json={"model": "hf", "messages": ASK},
+                          headers=auth())  # fmt: skip
+    assert rendered.status_code == 200, rendered.text
+    assert rendered.json()["tokens"] == list(expected)
+
+
+def test_the_api_key_and_served_names_guard_the_hf_model(server: Server) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        server.openai(api_key="wrong").chat.completions.create(
+            model="hf",
+            messages=ASK,
+            max_tokens=2,  # type: ignore[arg-type]
+        )
+    models = {m.id for m in server.openai(api_key=API_KEY).models.list()}
+    assert {"hf", "gguf"} <= models
+
+
+def test_a_json_schema_answer_validates(server: Server) -> None:
+    client = server.openai(api_key=API_KEY)
+    answer = client.chat.completions.create(
+        model="hf", messages=ASK, max_tokens=60,  # type: ignore[arg-type]
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMA}},
+    )  # fmt: skip
+    content = answer.choices[0].message.content or ""
+    assert answer.choices[0].finish_reason == "stop", content
+    jsonschema.validate(json.loads(content), SCHEMA)
+
+
+def test_a_forced_tool_call_is_parsed(server: Server) -> None:
+    client = server.openai(api_key=API_KEY)
+    answer = client.chat.completions.create(
+        model="hf", messages=ASK, tools=TOOLS, max_tokens=60,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )  # fmt: skip
+    calls = answer.choices[0].message.tool_calls or []
+    assert len(calls) == 1 and calls[0].function.name == "get_weather"  # type: ignore[union-attr]
+    arguments = json.loads(calls[0].function.arguments)  # type: ignore[union-attr]
+    jsonschema.validate(arguments, TOOLS[0]["function"]["parameters"])
+
+
+def test_what_vllm_cannot_do_is_a_400_naming_it(server: Server) -> None:
+    client = server.openai(api_key=API_KEY)
+    with pytest.raises(openai.BadRequestError, match="embed"):
+        client.embeddings.create(model="hf", input="hello")
+    with pytest.raises(openai.BadRequestError, match="context"):
+        client.completions.create(model="hf", prompt="hello " * 3000, max_tokens=2)
+
+
+def test_sampling_options_reach_vllm(server: Server) -> None:
+    client = server.openai(api_key=API_KEY)
+    answer = client.completions.create(
+        model="hf", prompt="hello", max_tokens=4, n=2, temperature=1.0, seed=7, logprobs=2
+    )
+    assert sorted(c.index for c in answer.choices) == [0, 1]
+    for choice in answer.choices:
+        assert choice.logprobs is not None and len(choice.logprobs.token_logprobs or []) == 4
+    again = client.completions.create(
+        model="hf", prompt="hello", max_tokens=4, n=2, temperature=1.0, seed=7, logprobs=2
+    )
+    assert [c.text for c in again.choices] == [c.text for c in answer.choices]
+    first = client.completions.create(model="hf", prompt="hello", max_tokens=8, temperature=0)
+    stop = first.choices[0].text[2:4]
+    if stop.strip():
+        cut = client.completions.create(
+            model="hf", prompt="hello", max_tokens=8, temperature=0, stop=[stop]
+        )
+        assert cut.choices[0].finish_reason == "stop" and stop not in cut.choices[0].text
