@@ -55,22 +55,22 @@ def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ui_models_dir(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path, gemma_model_path: Path
-) -> Path:
-    """``tiny`` (fast, random) and ``gemma`` (the embedded Gemma 3 270M's file)."""
+def ui_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Path:
+    """``tiny`` (fast, random weights); Gemma is served as the embedded default."""
     folder = tmp_path_factory.mktemp("ui-models")
     (folder / "tiny.gguf").symlink_to(tiny_model_path)
-    (folder / "gemma.gguf").symlink_to(gemma_model_path)
     return folder
 
 
 @pytest.fixture(scope="session")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory, ui_models_dir: Path) -> Iterator[Server]:
+def keyed_server(
+    tmp_path_factory: pytest.TempPathFactory, ui_models_dir: Path, gemma_model_path: Path
+) -> Iterator[Server]:
     """A server with an API key and two allowed origins (shared by the CORS and login
     tests)."""
     origins = ["--allowed-origins", APP_ORIGIN, "--allowed-origins", "http://localhost:*"]
-    yield from serve(tmp_path_factory, ui_models_dir, "--api-key", KEY, *origins)
+    args = ["--api-key", KEY, *origins]
+    yield from serve(tmp_path_factory, ui_models_dir, gemma_model_path, *args)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -46,8 +46,10 @@ HOSTILE = (
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, ui_models_dir: Path) -> Iterator[Server]:
-    yield from serve(tmp_path_factory, ui_models_dir)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, ui_models_dir: Path, gemma_model_path: Path
+) -> Iterator[Server]:
+    yield from serve(tmp_path_factory, ui_models_dir, gemma_model_path)
 
 
 @pytest.fixture
@@ -62,7 +64,7 @@ def test_a_streamed_answer_appears_in_pieces_with_its_figures(
 ) -> None:
     page, seconds = timed_open(browser, server.base_url)
     REPORT.append(f"UI cold load (new browser context to chat ready): {seconds * 1000:.0f} ms")
-    select_model(page, "gemma")
+    select_model(page, "gemma3:270m")
     set_params(page, temperature=0, max_tokens=16)
     page.evaluate(WATCH_LENGTHS)
     send(page, "Write a few sentences about the sea.")
@@ -82,13 +84,15 @@ def test_a_streamed_answer_appears_in_pieces_with_its_figures(
 
 
 def test_stop_aborts_the_answer_and_the_running_gauge_drops_to_zero(page: Page) -> None:
-    select_model(page, "gemma")
+    select_model(page, "gemma3:270m")
     set_params(page, temperature=0.8, max_tokens=4000)
     send(page, "Tell me a very long story.")
     answer = last_answer(page)
     expect(answer.locator(".body")).not_to_have_text("", timeout=60_000)
     page.click("nav button[data-view=server]")
-    running = page.locator("[data-testid=sequences] tr[data-model=gemma] [data-testid=running]")
+    running = page.locator(
+        "[data-testid=sequences] tr[data-model='gemma3:270m'] [data-testid=running]"
+    )
     expect(running).to_have_text("1", timeout=15_000)
     page.click("nav button[data-view=chat]")
     page.click("#stop")
@@ -167,6 +171,28 @@ def test_a_hostile_answer_is_shown_as_text_and_never_runs(page: Page) -> None:
     body.hover()
     time.sleep(0.2)  # An onerror or onload would have fired by now.
     assert page.evaluate("window.pwned") is None
+
+
+def test_markdown_answers_render_as_markdown(page: Page) -> None:
+    text = (
+        "# Title\n\nSome **bold**, *italic* and `code`.\n\n- one\n- two\n\n1. first\n\n"
+        "```python\nprint('hi')\n```\n\n> quoted\n\nSee [the docs](https://example.com/d)."
+    )
+    page.route("**/v1/chat/completions", lambda route: _stream(route, text))
+    select_model(page, "tiny")
+    send(page, "markdown please")
+    body = last_answer(page).locator(".body")
+    expect(last_answer(page)).to_have_attribute("data-state", "done")
+    expect(body.locator("h3")).to_have_text("Title")
+    expect(body.locator("strong")).to_have_text("bold")
+    expect(body.locator("em")).to_have_text("italic")
+    expect(body.locator("p code")).to_have_text("code")
+    expect(body.locator("ul li")).to_have_count(2)
+    expect(body.locator("ol li")).to_have_text("first")
+    expect(body.locator("pre.code[data-language=python]")).to_have_text("print('hi')")
+    expect(body.locator("blockquote")).to_have_text("quoted")
+    expect(body.locator("a")).to_have_attribute("href", "https://example.com/d")
+    expect(body.locator("a")).to_have_attribute("rel", "noopener noreferrer nofollow")
 
 
 def test_json_answers_and_tool_calls_are_shown_as_such(page: Page) -> None:

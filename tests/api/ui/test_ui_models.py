@@ -43,11 +43,14 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, ui_models_dir: Path, hub: FakeHub
+    tmp_path_factory: pytest.TempPathFactory,
+    ui_models_dir: Path,
+    gemma_model_path: Path,
+    hub: FakeHub,
 ) -> Iterator[Server]:
     hf_home = tmp_path_factory.mktemp("ui-hf")
     env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_XET": "1"}
-    yield from serve(tmp_path_factory, ui_models_dir, env=env)
+    yield from serve(tmp_path_factory, ui_models_dir, gemma_model_path, env=env)
 
 
 @pytest.fixture
@@ -81,6 +84,21 @@ def test_a_pull_shows_live_progress_through_a_reload_and_the_model_appears(
     expect(row).to_contain_text("Q8_0")
     expect(row).to_contain_text("llama")
     page.screenshot(path=screenshot_dir / "models.png")
+
+
+def test_a_failed_pull_says_why_and_only_hub_references_are_pulled(
+    page: Page, server: Server
+) -> None:
+    page.fill("#pull-ref", f"hf.co/{REPO}:Q2_K")
+    page.click("#pull")
+    item = page.locator(f"[data-testid=pull][data-model='hf.co/{REPO}:Q2_K']")
+    expect(item).to_have_attribute("data-state", "error")
+    expect(item).to_contain_text("Q8_0")  # The quants the repo has.
+    page.fill("#pull-ref", "gemma3:270m")
+    page.click("#pull")
+    expect(page.locator("#models-error")).to_contain_text("hf.co/USER/REPO")
+    refused = httpx.post(f"{server.base_url}/ui/api/pulls", json={"model": "../etc"})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "model"
 
 
 def test_copy_show_the_modelfile_and_delete(page: Page, server: Server) -> None:

