@@ -3,7 +3,13 @@ template of test_tools, and one whose answers always start with a ``<think>`` bl
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
 from typing import Any
+
+import gguf
+
+import tiny_model
 
 TOOL_TEMPLATE = (
     "{% for m in messages %}"
@@ -21,3 +27,45 @@ WEATHER_SCHEMA: dict[str, Any] = {
                    "days": {"type": "integer", "minimum": 1, "maximum": 5}},
     "required": ["city"],
 }  # fmt: skip
+
+
+#: The reasoning model's one answer: after the prompt's last character (a newline) it
+#: writes ``REASONING</think>ANSWER`` and ends. No character repeats, so a bigram table
+#: (next token from the current one alone) can spell it.
+REASONING = "ab"
+ANSWER = "yes"
+THINKING_TEMPLATE = (
+    "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+    "{% if tools %}TOOLS {{ tools | tojson }}\n{% endif %}"
+    "{% if add_generation_prompt %}assistant: <think>"
+    "{% if enable_thinking is defined and not enable_thinking %} skip{% endif %}"
+    "{{ '\\n' }}{% endif %}"  # A newline the template's trim_blocks keeps.
+)
+
+
+def write_reasoning_model(path: Path) -> Path:
+    """A tiny llama whose greedy answer is always ``ab</think>yes``: its layers add nothing
+    (attention and feed-forward outputs are zero), so the next token depends only on the
+    current one, and the embeddings and output rows spell the chain. Its template opens
+    the reasoning with ``<think>`` in the prompt, as DeepSeek-R1's does."""
+    chain = [ord("\n"), *map(ord, REASONING + "</think>" + ANSWER), tiny_model.EOS_ID]
+    tensors = tiny_model._weights(seed=5)
+    for name, tensor in tensors.items():
+        if name.endswith(("attn_output.weight", "ffn_down.weight")):
+            tensor[:] = 0.0
+    embeddings, output = tensors["token_embd.weight"], tensors["output.weight"]
+    for slot, (token, following) in enumerate(itertools.pairwise(chain)):
+        embeddings[token] = 0.0
+        embeddings[token, slot] = 1.0
+        output[following, slot] = 50.0
+    arch = gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA]
+    writer = gguf.GGUFWriter(path, arch)
+    tiny_model._add_hparams(writer, 4096)
+    tiny_model._add_tokenizer(writer, THINKING_TEMPLATE)
+    for name, tensor in tensors.items():
+        writer.add_tensor(name, tensor)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -13,6 +13,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmport.api import serving
+from llmport.api.answer import (
+    Answer,
+    AnswerParser,
+    answer_parser,
+    reasoning_first,
+    reasoning_parser_name,
+    template_kwargs,
+)
 from llmport.api.json_body import JsonRoute
 from llmport.api.ollama import convert
 from llmport.api.ollama import protocol as p
@@ -22,7 +30,6 @@ from llmport.api.state import app_state
 from llmport.api.streaming import until_disconnect
 from llmport.chat.templates import is_jinja, render_go_prompt
 from llmport.chat.tools import ToolCall, ToolParser, tool_parser
-from llmport.chat.tools.base import Parsed
 from llmport.errors import InvalidParameter, LlmportError, UnsupportedOption
 from llmport.manager.keep_alive import parse_keep_alive
 from llmport.models.spec import ModelSpec
@@ -30,6 +37,8 @@ from llmport.types import GenerationRequest, Output, SamplingParams
 
 router = APIRouter(route_class=JsonRoute)
 NDJSON = "application/x-ndjson"
+#: What ``think`` may name besides true and false (gpt-oss's efforts).
+_EFFORTS = ("low", "medium", "high")
 
 
 @router.post("/api/generate", response_model=None)
@@ -60,7 +69,8 @@ async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | 
     else:  # A base model without a chat template: the prompt is the text to continue.
         generation.prompt = f"{system}\n\n{body.prompt}" if system else body.prompt
     context = list(body.context or [])
-    return await _respond(request, spec, generation, "response", body.stream, context)
+    parser = _thinking(request, spec, generation, body.think) if generation.messages else None
+    return await _respond(request, spec, generation, "response", body.stream, context, parser)
 
 
 @router.post("/api/chat", response_model=None)
@@ -78,7 +88,8 @@ async def chat(body: p.ChatRequest, request: Request) -> JSONResponse | Streamin
         keep_alive=parse_keep_alive(body.keep_alive),
         **_params(spec, body.options, body.format),
     )
-    parser = tool_parser(app_state(request).tool_call_parser) if body.tools else None
+    tools = tool_parser(app_state(request).tool_call_parser) if body.tools else None
+    parser = _thinking(request, spec, generation, body.think, tools)
     return await _respond(request, spec, generation, "message", body.stream, None, parser)
 
 
@@ -118,6 +129,30 @@ def _params(
     return {"params": params, "params_set": explicit}
 
 
+def _thinking(
+    request: Request,
+    spec: ModelSpec,
+    generation: GenerationRequest,
+    think: bool | str | None,
+    tools: ToolParser | None = None,
+) -> AnswerParser | None:
+    """Ollama's ``think``: true/false, or an effort (low, medium, high) for templates that
+    take ``reasoning_effort``; the model's thinking is returned apart when it reasons."""
+    if isinstance(think, str) and think not in _EFFORTS:
+        raise InvalidParameter(
+            f"think must be true, false or one of {', '.join(_EFFORTS)}, not {think!r}",
+            param="think",
+        )
+    wanted = None if think is None else think is not False
+    effort = think if isinstance(think, str) else None
+    generation.chat_template_kwargs = template_kwargs(wanted, effort)
+    reasoning = reasoning_parser_name(app_state(request), spec, wanted)
+    generation.params.grammar = reasoning_first(generation.params.grammar, reasoning)
+    if reasoning is None and tools is None:
+        return None
+    return answer_parser(reasoning, tools)
+
+
 async def _load_or_unload(
     request: Request, spec: ModelSpec, keep_alive: p.KeepAlive, kind: str
 ) -> JSONResponse:
@@ -142,7 +177,7 @@ async def _respond(
     kind: str,
     stream: bool,
     context: list[int] | None,
-    parser: ToolParser | None = None,
+    parser: AnswerParser | None = None,
 ) -> JSONResponse | StreamingResponse:
     started = time.monotonic()
     deltas = await serving.start(request, spec, [generation])
@@ -156,22 +191,26 @@ async def _respond(
 
 
 async def _lines(
-    deltas: AsyncIterator[serving.Tagged], final: _Final, parser: ToolParser | None
+    deltas: AsyncIterator[serving.Tagged], final: _Final, parser: AnswerParser | None
 ) -> AsyncIterator[bytes]:
     try:
         async for index, delta in deltas:
             final.add(index, delta)
-            text = delta.output.text if parser is None else parser.feed(delta.output.text)
-            if text:
-                yield _line(final.chunk(text))
+            if parser is None:
+                if delta.output.text:
+                    yield _line(final.chunk(delta.output.text))
+                continue
+            piece = parser.feed(delta.output.text)
+            if piece.content or piece.reasoning:
+                yield _line(final.chunk(piece.content, thinking=piece.reasoning))
         if parser is None:
             yield _line(final.object(""))
         else:
             rest = parser.finish()
             if rest.calls:  # Ollama sends the calls in a chunk of their own.
-                yield _line(final.chunk(rest.content, _ollama_calls(rest.calls)))
-                rest.content = ""
-            yield _line(final.object(rest.content))
+                yield _line(final.chunk(rest.content, _ollama_calls(rest.calls), rest.reasoning))
+                rest.content = rest.reasoning = ""
+            yield _line(final.object(rest.content, rest.reasoning))
     except LlmportError as error:
         yield _line({"error": error.message})
     finally:
@@ -203,24 +242,30 @@ class _Final:
         self.text += out.text
         self.last = out
 
-    def chunk(self, text: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def chunk(
+        self, text: str, calls: list[dict[str, Any]] | None = None, thinking: str = ""
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.name, "created_at": convert.now_iso()}
         message: dict[str, Any] = {"role": "assistant", "content": text}
+        if thinking:
+            message["thinking"] = thinking
         if calls:
             message["tool_calls"] = calls
         body[self.kind] = text if self.kind == "response" else message
+        if thinking and self.kind == "response":
+            body["thinking"] = thinking
         body["done"] = False
         return body
 
-    def object_with_calls(self, parsed: Parsed) -> dict[str, Any]:
-        body = self.object(parsed.content)
-        if parsed.calls:
-            body["message"]["tool_calls"] = _ollama_calls(parsed.calls)
+    def object_with_calls(self, answer: Answer) -> dict[str, Any]:
+        body = self.object(answer.content, answer.reasoning)
+        if answer.calls and self.kind == "message":
+            body["message"]["tool_calls"] = _ollama_calls(answer.calls)
         return body
 
-    def object(self, text: str) -> dict[str, Any]:
+    def object(self, text: str, thinking: str = "") -> dict[str, Any]:
         assert self.last is not None  # serving.start yields at least one delta.
-        body = self.chunk(text)
+        body = self.chunk(text, thinking=thinking)
         elapsed = time.monotonic() - self.started
         body.update(convert.final_fields(self.last, elapsed, self.load_seconds))
         if self.context is not None:

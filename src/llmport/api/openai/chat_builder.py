@@ -1,34 +1,45 @@
-"""Chat deltas into OpenAI's chat objects: whole responses and stream chunks, with tool
-calls parsed out of the text when the request offered tools."""
+"""Chat deltas into OpenAI's chat objects: whole responses and stream chunks, with the
+reasoning (``reasoning_content``) and tool calls parsed out of the text when the model
+reasons or the request offered tools."""
 
 from __future__ import annotations
 
 import time
 
+from llmport.api.answer import AnswerParser, answer_parser
 from llmport.api.openai import convert
 from llmport.api.openai import protocol as p
 from llmport.api.serving import Delta
-from llmport.chat.tools import ToolParser, tool_parser
+from llmport.chat.tools import tool_parser
 
 
 class ChatBuilder:
-    """One chat answer (``n`` choices). ``parser_name`` set: tool calls are parsed."""
+    """One chat answer (``n`` choices). ``parser_name`` set: tool calls are parsed;
+    ``reasoning`` set: the reasoning is returned apart."""
 
-    def __init__(self, body: p.ChatCompletionRequest, request_id: str, parser_name: str | None):
+    def __init__(
+        self,
+        body: p.ChatCompletionRequest,
+        request_id: str,
+        parser_name: str | None,
+        reasoning: str | None = None,
+    ):
         self.body = body
         self.id = request_id
         self.created = int(time.time())
         self.choices: dict[int, convert.Choice] = {}
         self.totals = convert.Totals()
         self.parser_name = parser_name
-        self.parsers: dict[int, ToolParser] = {}
+        self.reasoning = reasoning
+        self.parsers: dict[int, AnswerParser] = {}
 
-    def _parser(self, index: int) -> ToolParser | None:
-        if self.parser_name is None:
+    def _parser(self, index: int) -> AnswerParser | None:
+        if self.parser_name is None and self.reasoning is None:
             return None
         if index not in self.parsers:
             parallel = self.body.parallel_tool_calls is not False
-            self.parsers[index] = tool_parser(self.parser_name, parallel)
+            tools = None if self.parser_name is None else tool_parser(self.parser_name, parallel)
+            self.parsers[index] = answer_parser(self.reasoning, tools)
         return self.parsers[index]
 
     # -- whole responses -------------------------------------------------------------
@@ -45,12 +56,13 @@ class ChatBuilder:
             reason = choice.finish_reason
             parser = self._parser(index)
             if parser is not None:
-                parsed = parser.parse(choice.text)
-                if parsed.calls:
-                    message = p.AssistantMessage(
-                        content=parsed.content or None,
-                        tool_calls=convert.openai_tool_calls(parsed.calls),
-                    )
+                answer = parser.parse(choice.text)
+                message = p.AssistantMessage(
+                    content=answer.content, reasoning_content=answer.reasoning or None
+                )
+                if answer.calls:
+                    message.content = answer.content or None
+                    message.tool_calls = convert.openai_tool_calls(answer.calls)
                     reason = "tool_calls"
             choices.append(
                 p.ChatChoice(
@@ -77,22 +89,27 @@ class ChatBuilder:
             )
             chunks.append(self._chunk(role))
         parser = self._parser(out.index)
-        text = out.text if parser is None else parser.feed(out.text)
         reason = convert.finish_reason(out)
-        calls = None
+        text, reasoning, calls = out.text, "", None
         if parser is not None:
+            piece = parser.feed(out.text)
             if reason is not None:
                 final = parser.finish()
-                text += final.content
+                piece.reasoning += final.reasoning
+                piece.content += final.content
+                piece.tool_deltas += final.tool_deltas
                 reason = "tool_calls" if final.calls else reason
-            calls = convert.tool_call_deltas(parser.take_deltas()) or None
-        if text or calls or reason is not None:
+            text, reasoning = piece.content, piece.reasoning
+            calls = convert.tool_call_deltas(piece.tool_deltas) or None
+        if text or reasoning or calls or reason is not None:
             logprobs = None
             if self.body.logprobs and out.logprobs:
                 logprobs = convert.chat_logprobs(out.logprobs)
             choice = p.ChatChunkChoice(
                 index=out.index,
-                delta=p.DeltaMessage(content=text or None, tool_calls=calls),
+                delta=p.DeltaMessage(
+                    content=text or None, reasoning_content=reasoning or None, tool_calls=calls
+                ),
                 logprobs=logprobs,
                 finish_reason=reason,
             )

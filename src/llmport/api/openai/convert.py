@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from llmport.api.answer import reasoning_first, template_kwargs
 from llmport.api.openai import protocol as p
 from llmport.chat.structured import response_grammar
 from llmport.chat.tools import ToolCall, ToolParser, tool_choice_grammar, tool_parser
@@ -151,10 +152,17 @@ def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str 
     return [item for item in prompt if isinstance(item, str | list)]
 
 
+def thinking_wanted(body: p.ChatCompletionRequest) -> bool | None:
+    """``chat_template_kwargs.enable_thinking`` when the client set it."""
+    found = (body.chat_template_kwargs or {}).get("enable_thinking")
+    return found if isinstance(found, bool) else None
+
+
 def to_chat_request(
-    body: p.ChatCompletionRequest, parser_name: str
+    body: p.ChatCompletionRequest, parser_name: str, reasoning: str | None = None
 ) -> tuple[GenerationRequest, ToolParser | None]:
-    """The engine request, and the tool-call parser its answer goes through (if any)."""
+    """The engine request, and the tool-call parser its answer goes through (if any);
+    with a ``reasoning`` parser a constrained answer may reason first."""
     num_top = body.top_logprobs or 0
     params = to_sampling_params(
         body, body.max_completion_tokens or body.max_tokens, num_top if body.logprobs else None
@@ -169,6 +177,8 @@ def to_chat_request(
                 param="tool_choice",
             )
         params.grammar = forced or params.grammar
+    params.grammar = reasoning_first(params.grammar, reasoning)
+    kwargs = template_kwargs(None, body.reasoning_effort)
     request = GenerationRequest(
         request_id=f"chatcmpl-{uuid.uuid4().hex}",
         model=body.model,
@@ -178,6 +188,7 @@ def to_chat_request(
         add_generation_prompt=body.add_generation_prompt,
         keep_alive=parse_keep_alive(body.keep_alive),
         params_set=params_set(body),
+        chat_template_kwargs={**kwargs, **(body.chat_template_kwargs or {})},
     )
     return request, parser
 

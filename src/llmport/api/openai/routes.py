@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmport.api import serving
+from llmport.api.answer import reasoning_parser_name
 from llmport.api.errors import error_body
 from llmport.api.json_body import JsonRoute
 from llmport.api.limits import check_requests, check_text
@@ -82,9 +83,11 @@ async def create_chat_completion(
 ) -> JSONResponse | StreamingResponse:
     state = app_state(request)
     spec = await state.resolver.resolve(body.model)
-    generation, parser = convert.to_chat_request(body, state.tool_call_parser)
+    reasoning = reasoning_parser_name(state, spec, convert.thinking_wanted(body))
+    generation, parser = convert.to_chat_request(body, state.tool_call_parser, reasoning)
     stream = await serving.start(request, spec, [generation])
-    builder = ChatBuilder(body, generation.request_id, state.tool_call_parser if parser else None)
+    parser_name = state.tool_call_parser if parser else None
+    builder = ChatBuilder(body, generation.request_id, parser_name, reasoning)
     if body.stream:
         return _event_stream(stream, builder.chunks, builder.usage_chunk, body)
     await until_disconnect(request, serving.consume(stream, builder.add))
