@@ -124,6 +124,8 @@ def test_regenerate_edit_and_conversations_kept_in_the_browser(page: Page) -> No
     expect(last_answer(page)).to_have_attribute("data-state", "done")
     assert page.locator("[data-testid=message]").count() == 2
     assert len(requests) == 2 and requests[0]["messages"] == requests[1]["messages"]
+    cached = last_answer(page).locator("[data-figure=cached] b").inner_text()
+    assert int(cached) > 0  # The same prompt again: its prefix came from the cache.
     assert requests[0]["messages"][0] == {"role": "system", "content": "You are terse."}
     assert requests[0]["seed"] == 7 and requests[0]["max_tokens"] == 8
 

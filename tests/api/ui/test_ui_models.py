@@ -127,6 +127,12 @@ def test_load_see_it_in_the_server_view_and_unload_it(
     row.locator("[data-testid=load]").click()
     expect(row).to_have_attribute("data-loaded", "yes", timeout=30_000)
     expect(page.locator("[data-testid=models-loaded] tr[data-model='tiny']")).to_be_visible()
+    page.click("nav button[data-view=chat]")  # The chat marks what is loaded.
+    expect(page.locator("#model option[value=tiny]")).to_have_attribute("data-loaded", "yes")
+    expect(page.locator("#model option[value=tiny]")).to_have_text("tiny ● loaded")
+    expect(page.locator("#model option[value='gemma3:270m']")).to_have_attribute(
+        "data-loaded", "no"
+    )
     body = {"model": "tiny", "prompt": "hello", "stream": False, "options": {"num_predict": 24}}
     for _ in range(3):  # Something for the plots to show.
         httpx.post(f"{server.base_url}/api/generate", json=body, timeout=60).raise_for_status()
