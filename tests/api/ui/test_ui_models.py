@@ -68,6 +68,7 @@ def test_a_pull_shows_live_progress_through_a_reload_and_the_model_appears(
     page.click("#pull")
     item = page.locator(f"[data-testid=pull][data-model='{PULLED}']")
     expect(item).to_have_attribute("data-state", "running")
+    expect(item.locator("[data-testid=pull-quant]")).to_have_text("quant Q8_0")
     page.wait_for_function("() => window.percents.some(p => p > 0 && p < 60)")
     before = page.evaluate("window.percents")
 

@@ -149,7 +149,20 @@ export class ModelsView {
       h("span", { "data-testid": "pull-percent" }, `${percent}%`),
       h("span", { class: "muted" }, p.total ? `${bytes(p.completed)} / ${bytes(p.total)}` : ""),
       h("span", { class: "muted" }, speed && !p.is_done ? `${bytes(speed)}/s, ${seconds(eta)} left` : ""),
+      h("span", { "data-testid": "pull-quant" }, quantOf(p) ? `quant ${quantOf(p)}` : ""),
       h("span", {}, p.error || p.status),
       p.notes.length ? h("div", { class: "muted" }, p.notes.join(" · ")) : null);
   }
+}
+
+/** The quant a pull fetches: the one named (hf.co/USER/REPO:QUANT), else the one the
+ * server chose and announced ("no quant named: using Q4_K_M (...)"). */
+function quantOf(p) {
+  const named = p.model.match(/^hf\.co\/[^/]+\/[^/:]+:(.+)$/);
+  if (named) return named[1].toUpperCase();
+  for (const note of p.notes) {
+    const chosen = note.match(/using (\S+)/);
+    if (chosen) return chosen[1];
+  }
+  return "";
 }
