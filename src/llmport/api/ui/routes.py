@@ -38,7 +38,8 @@ PAGE_HEADERS = {
     "cache-control": "no-cache",
 }
 
-router = APIRouter(prefix="/ui/api", route_class=JsonRoute)
+#: The page's own routes: not part of the public API (left out of /openapi.json).
+router = APIRouter(prefix="/ui/api", route_class=JsonRoute, include_in_schema=False)
 
 
 class PullBody(BaseModel):
