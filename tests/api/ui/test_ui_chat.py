@@ -86,6 +86,9 @@ def test_a_streamed_answer_appears_in_pieces_with_its_figures(
 
 
 def test_stop_aborts_the_answer_and_the_running_gauge_drops_to_zero(page: Page) -> None:
+    # The real server answers; the request only gains ignore_eos, so the base model
+    # cannot end its answer before the stop.
+    page.route("**/v1/chat/completions", _without_eos)
     select_model(page, "gemma3:270m")
     set_params(page, temperature=0.8, max_tokens=4000)
     send(page, "Tell me a very long story.")
@@ -224,6 +227,11 @@ def test_json_answers_and_tool_calls_are_shown_as_such(page: Page) -> None:
     tool = answer.locator("[data-testid=tool-call]")
     expect(tool).to_contain_text("get_weather")
     assert json.loads(tool.locator("code").inner_text()) == {"city": "Paris"}
+
+
+def _without_eos(route: Route) -> None:
+    body = json.loads(route.request.post_data or "{}")
+    route.continue_(post_data=json.dumps({**body, "ignore_eos": True}))
 
 
 def _stream(route: Route, text: str, tool_calls: list[dict[str, Any]] | None = None) -> None:
