@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llmport.errors import InvalidParameter, LlmportError
-from llmport.store.hf_ref import is_hf_ref
+from llmport.store.hf_ref import is_hf_ref, parse_hf_ref
 from llmport.store.library import Library
 from llmport.store.pull import Progress
 
@@ -55,6 +55,7 @@ class PullTracker:
             raise InvalidParameter(
                 f"cannot pull {model!r}: pull hf.co/USER/REPO[:QUANT] references", param="model"
             )
+        parse_hf_ref(model)  # A malformed one is refused now, not in the pull's thread.
         with self._lock:
             running = self._pulls.get(model)
             if running is not None and not running.is_done:
