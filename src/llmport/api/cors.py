@@ -29,6 +29,8 @@ from llmport.config import DEFAULT_ALLOWED_ORIGINS
 __all__ = ["DEFAULT_ALLOWED_ORIGINS", "CorsMiddleware", "OriginPolicy"]
 
 ALLOWED_METHODS = "GET, POST, PUT, DELETE, HEAD, OPTIONS"
+#: Headers a page may read beyond the safelisted ones (503s say when to retry).
+EXPOSED_HEADERS = "Retry-After"
 #: Seconds a browser may cache a preflight's answer.
 PREFLIGHT_MAX_AGE = "600"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -90,6 +92,7 @@ class CorsMiddleware:
             if message["type"] == "http.response.start":
                 out = MutableHeaders(scope=message)
                 out["access-control-allow-origin"] = allow_origin
+                out["access-control-expose-headers"] = EXPOSED_HEADERS
                 out.add_vary_header("Origin")
             await send(message)
 
@@ -106,6 +109,10 @@ async def _preflight(send: Send, allow_origin: str, headers: Headers) -> None:
     requested = headers.get("access-control-request-headers")
     if requested:  # Any header may be sent (Authorization included): the key is the guard.
         answer.append((b"access-control-allow-headers", requested.encode("latin-1")))
+    if headers.get("access-control-request-private-network") == "true":
+        # Chrome asks before a public page calls a loopback or LAN server: an origin
+        # allowed here may.
+        answer.append((b"access-control-allow-private-network", b"true"))
     await send({"type": "http.response.start", "status": 204, "headers": answer})
     await send({"type": "http.response.body", "body": b""})
 

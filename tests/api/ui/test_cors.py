@@ -25,11 +25,17 @@ def server(keyed_server: Server) -> Server:
     return keyed_server
 
 
-def preflight(server: Server, origin: str, path: str = "/v1/chat/completions") -> httpx.Response:
+def preflight(
+    server: Server,
+    origin: str,
+    path: str = "/v1/chat/completions",
+    extra: dict[str, str] | None = None,
+) -> httpx.Response:
     headers = {
         "Origin": origin,
         "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization, content-type",
+        **(extra or {}),
     }
     return httpx.options(server.base_url + path, headers=headers)
 
@@ -44,7 +50,17 @@ def test_a_preflight_from_an_allowed_origin_is_answered_without_the_key(
     assert "POST" in answer.headers["access-control-allow-methods"]
     assert answer.headers["access-control-allow-headers"] == "authorization, content-type"
     assert "access-control-allow-credentials" not in answer.headers
+    assert "access-control-allow-private-network" not in answer.headers
     assert "Origin" in answer.headers["vary"]
+
+
+def test_a_public_page_allowed_here_may_reach_this_private_server(server: Server) -> None:
+    asked = {"Access-Control-Request-Private-Network": "true"}
+    allowed = preflight(server, APP_ORIGIN, extra=asked)
+    assert allowed.headers["access-control-allow-private-network"] == "true"
+    refused = preflight(server, EVIL_ORIGIN, extra=asked)
+    assert refused.status_code == 403
+    assert "access-control-allow-private-network" not in refused.headers
 
 
 @pytest.mark.parametrize(
@@ -72,6 +88,7 @@ def test_answers_to_allowed_origins_are_marked_and_the_key_still_counts(server: 
     answer = httpx.get(f"{server.base_url}/v1/models", headers={**BEARER, "Origin": APP_ORIGIN})
     assert answer.status_code == 200
     assert answer.headers["access-control-allow-origin"] == APP_ORIGIN
+    assert answer.headers["access-control-expose-headers"] == "Retry-After"
     refused = httpx.get(f"{server.base_url}/v1/models", headers={"Origin": APP_ORIGIN})
     assert refused.status_code == 401  # The page can read why (it is marked too).
     assert refused.headers["access-control-allow-origin"] == APP_ORIGIN

@@ -67,12 +67,15 @@ export class ServerView {
   }
 
   render(samples, loaded, info) {
-    const rates = (name) => this.history.slice(1).map((s, i) => {
+    const rates = (name, filter) => this.history.slice(1).map((s, i) => {
       const prev = this.history[i];
-      return [s.t, Math.max(0, sum(s.samples, name) - sum(prev.samples, name)) / (s.t - prev.t)];
+      return [s.t, Math.max(0, sum(s.samples, name, filter) - sum(prev.samples, name, filter)) / (s.t - prev.t)];
     });
     this.charts.tokens.draw({ output: rates("llmport_generation_tokens_total"), prompt: rates("llmport_prefill_tokens_total") }, SPAN_S);
-    this.charts.requests.draw({ finished: rates("llmport_requests_total") }, SPAN_S);
+    this.charts.requests.draw({
+      finished: rates("llmport_requests_total"),
+      failed: rates("llmport_requests_total", (labels) => Number(labels.status) >= 400),
+    }, SPAN_S);
     this.charts.latency.draw({
       "TTFT p50": this.percentiles("llmport_time_to_first_token_seconds", 0.5),
       "TTFT p99": this.percentiles("llmport_time_to_first_token_seconds", 0.99),
