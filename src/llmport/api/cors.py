@@ -16,6 +16,7 @@ loopback pages on any port, as Ollama's ``OLLAMA_ORIGINS`` defaults do). The rul
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -133,12 +134,22 @@ async def _refuse(send: Send, origin: str) -> None:
 
 
 def _is_same_origin(origin: str, host: str | None, scheme: str) -> bool:
-    """Whether ``origin`` is this server as the browser reached it (its Host header)."""
+    """Whether ``origin`` is this server as the browser reached it by address (its Host
+    header an IP address). A name is not trusted so: a page of any domain can point its
+    name at this server (DNS rebinding); list such a name in ``--allowed-origins``."""
     parts = _split_origin(origin.lower())
     if parts is None or host is None:
         return False
     own = _split_origin(f"{scheme}://{host.lower()}")
-    return own is not None and parts == own
+    return own is not None and parts == own and _is_ip(own[1].strip("[]"))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _split_origin(origin: str) -> tuple[str, str, int] | None:

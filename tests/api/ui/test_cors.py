@@ -102,6 +102,16 @@ def test_the_server_s_own_page_is_same_origin(server: Server) -> None:
     assert "access-control-allow-origin" not in answer.headers
 
 
+def test_a_name_pointed_at_this_server_is_not_its_own_origin(server: Server) -> None:
+    """DNS rebinding: evil.example resolves to 127.0.0.1, so its page's requests carry
+    its own name as Host and as Origin; only an address makes a request same-origin."""
+    port = server.base_url.rsplit(":", 1)[1]
+    rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    answer = httpx.post(f"{server.base_url}/api/copy", headers={**BEARER, **rebound},
+                        content='{"source": "tiny", "destination": "stolen"}')  # fmt: skip
+    assert answer.status_code == 403
+
+
 def test_browsers_at_the_root_go_to_the_page_and_other_clients_do_not(server: Server) -> None:
     browser = httpx.get(server.base_url + "/", headers={"Accept": "text/html,*/*;q=0.8"})
     assert browser.status_code == 307 and browser.headers["location"] == "/ui/"
