@@ -10,9 +10,15 @@ from llmport.engines.batching.core import EngineCore
 from llmport.engines.llama_cpp.backend import LlamaCppBackend
 from llmport.types import Output, Request, SamplingParams
 
+#: Both KV cache layouts, for tests that must hold under each.
+KV_LAYOUTS = ["unified", "per-seq"]
+
 
 def make_engine(model_path: Path, **config: Any) -> EngineCore:
-    settings = EngineConfig(**{"max_num_kv_tokens": 4096, **config})
+    """A small engine: 4,096 shared KV cells, or per sequence streams of 1,024 tokens."""
+    per_seq = config.get("kv_layout") == "per-seq"
+    defaults = {"max_model_len": 1024} if per_seq else {"max_num_kv_tokens": 4096}
+    settings = EngineConfig(**{**defaults, **config})
     return EngineCore(LlamaCppBackend(model_path, settings), settings)
 
 

@@ -80,9 +80,17 @@ class EngineConfig(BaseSettings):
     num_prefix_cache_slots: int | None = Field(
         default=None,
         ge=0,
-        description="Finished sequences kept as reusable prefixes (needs prefix caching); "
-        "default: half of max_num_seqs, at least 2. llama.cpp's 256 sequences cap "
-        "max_num_seqs plus these.",
+        description="Slots beyond max_num_seqs kept for finished sequences' reusable "
+        "prefixes (needs prefix caching); default: half of max_num_seqs, at least 2, with "
+        "a unified KV cache; none per sequence, where idle streams hold them. llama.cpp's "
+        "256 sequences cap max_num_seqs plus these.",
+    )
+    kv_layout: Literal["auto", "unified", "per-seq"] = Field(
+        default="auto",
+        description="llama.cpp's KV cache: one pool of cells all sequences share "
+        "(unified), or one stream per sequence (per-seq: faster with many long "
+        "sequences, a whole context of cells per slot); auto: per-seq when several "
+        "sequences run, max_model_len is at most 8192 and the streams fit the memory budget.",
     )
     seed: int = Field(
         default=0,
@@ -119,6 +127,8 @@ class EngineConfig(BaseSettings):
             return 0
         if self.num_prefix_cache_slots is not None:
             return self.num_prefix_cache_slots
+        if self.kv_layout == "per-seq":
+            return 0  # a stream costs a whole context: idle streams hold the cache
         return max(2, self.max_num_seqs // 2)
 
     @property

@@ -1,6 +1,9 @@
-"""A deterministic Backend with llama.cpp's unified-KV-cache cell semantics, no model.
+"""A deterministic Backend with llama.cpp's KV cell semantics, no model.
 
-The cache is a fixed array of cells. A cell holds one position, the history it
+The cache is a fixed array of cells: one pool (``kv_layout="unified"``) or one
+equal stream per slot (``"per_seq"``, where a copy duplicates cells into the
+other stream and a batch must list its slots in order, as llama.cpp groups
+consecutive streams). A cell holds one position, the history it
 was computed from (the tokens its slot held at positions 0..pos, the token at
 ``pos`` last) and the set of slots that see it. ``copy_prefix`` tags cells with
 one more slot, ``remove`` untags them and frees cells no slot sees, ``decode``
@@ -59,8 +62,8 @@ class GreedySampler:
     def __init__(self, backend: FakeBackend) -> None:
         self.backend = backend
 
-    def sample(self, output_index: int) -> int:
-        return int(np.argmax(self.backend.last_logits[output_index]))
+    def sample(self, row: FloatMatrix) -> int:
+        return int(np.argmax(row))
 
     def close(self) -> None:
         pass
@@ -73,6 +76,8 @@ class FakeBackend:
     cells than exist, to make ``decode`` refuse a batch the engine thought fits.
     """
 
+    is_reranker = False
+
     def __init__(
         self,
         num_kv_tokens: int = 256,
@@ -81,12 +86,15 @@ class FakeBackend:
         vocab_size: int = 256,
         max_model_len: int | None = None,
         num_real_cells: int | None = None,
+        kv_layout: str = "unified",
     ) -> None:
         self._num_kv_tokens = num_kv_tokens
         self._num_slots = num_slots
         self._max_num_batched_tokens = max_num_batched_tokens
         self._vocab_size = vocab_size
-        self._max_model_len = max_model_len or num_kv_tokens
+        self._kv_layout = kv_layout
+        self.stream_size = num_kv_tokens // num_slots if kv_layout == "per_seq" else 0
+        self._max_model_len = max_model_len or self.stream_size or num_kv_tokens
         self.cells: list[Cell | None] = [None] * (num_real_cells or num_kv_tokens)
         self.unreusable_slots: set[int] = set()
         self.batches: list[DecodeBatch] = []
@@ -115,6 +123,10 @@ class FakeBackend:
     @property
     def max_num_batched_tokens(self) -> int:
         return self._max_num_batched_tokens
+
+    @property
+    def kv_layout(self) -> Any:
+        return self._kv_layout
 
     @property
     def eog_token_ids(self) -> frozenset[int]:
@@ -178,12 +190,11 @@ class FakeBackend:
         if not 0 < num_tokens <= self._max_num_batched_tokens:
             raise FakeBackendMisuse(f"batch of {num_tokens} tokens")
         self._check_positions(batch)
-        if num_tokens > self.num_free_cells:
+        if not self._has_room(batch):
             self.num_refused += 1
             raise KvCacheFull(f"no KV cells for {num_tokens} tokens")
         self.batches.append(batch)
         seen = {int(s): self.slot_token_ids(int(s)) for s in set(batch.slots.tolist())}
-        free = (i for i, cell in enumerate(self.cells) if cell is None)
         rows = []
         for token, position, slot, is_output in zip(
             batch.token_ids.tolist(),
@@ -193,13 +204,34 @@ class FakeBackend:
             strict=True,
         ):
             seen[slot].append(token)
-            self.cells[next(free)] = Cell(position, tuple(seen[slot]), {slot})
+            self.cells[self._free_cell(slot)] = Cell(position, tuple(seen[slot]), {slot})
             if is_output:
                 rows.append(next_token(seen[slot], self._vocab_size))
         logits = np.zeros((len(rows), self._vocab_size), dtype=np.float32)
         logits[np.arange(len(rows)), rows] = 1.0
         self.last_logits = logits
         return logits
+
+    def _region(self, slot: int) -> range:
+        """The cells a slot's tokens may take: all, or its own stream."""
+        if self._kv_layout == "per_seq":
+            return range(slot * self.stream_size, (slot + 1) * self.stream_size)
+        return range(len(self.cells))
+
+    def _free_cell(self, slot: int) -> int:
+        return next(i for i in self._region(slot) if self.cells[i] is None)
+
+    def _has_room(self, batch: DecodeBatch) -> bool:
+        if self._kv_layout != "per_seq":
+            return len(batch.token_ids) <= self.num_free_cells
+        slots = batch.slots.tolist()
+        if slots != sorted(slots):
+            raise FakeBackendMisuse(f"per-sequence batch lists its slots out of order: {slots}")
+        for slot in set(slots):
+            free = sum(self.cells[i] is None for i in self._region(slot))
+            if slots.count(slot) > free:
+                return False
+        return True
 
     def new_grammar(self, gbnf: str) -> Any:
         raise NotImplementedError("grammars are tested on llama.cpp")
@@ -240,6 +272,11 @@ class FakeBackend:
         cells = [c for c in self.slot_cells(src_slot) if c.position < num_tokens]
         if [c.position for c in cells] != list(range(num_tokens)):
             raise FakeBackendMisuse(f"slot {src_slot} lacks some of positions < {num_tokens}")
+        if self._kv_layout == "per_seq":
+            for cell in cells:
+                copy = Cell(cell.position, cell.history, {dst_slot})
+                self.cells[self._free_cell(dst_slot)] = copy
+            return
         for cell in cells:
             cell.slots.add(dst_slot)
 

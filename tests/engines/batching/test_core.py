@@ -10,11 +10,11 @@ import llama_cpp
 import pytest
 from fake_backend import FakeBackend, reference_output
 
-from engine_helpers import joined, kv_holders, make_engine, request, run_all
+from engine_helpers import KV_LAYOUTS, joined, kv_holders, make_engine, request, run_all
 from llmport.config import EngineConfig
 from llmport.engines.batching.core import EngineCore
 from llmport.errors import ContextLengthExceeded, InvalidParameter
-from llmport.types import FinishReason
+from llmport.types import FinishReason, Output
 
 
 def fake_engine(**backend_args: int) -> EngineCore:
@@ -100,16 +100,19 @@ def test_streams_deltas_with_usage_on_the_last(tiny_model_path: Path) -> None:
     assert last.timings is not None and last.timings.first_token is not None
 
 
-def test_batched_equals_sequential_on_the_tiny_model(tiny_model_path: Path) -> None:
+@pytest.mark.parametrize("layout", KV_LAYOUTS)
+def test_batched_equals_sequential_on_the_tiny_model(tiny_model_path: Path, layout: str) -> None:
     """f32 tiny model: batching must not change a single token."""
     prompts = [f"prompt number {i} says {'hello ' * i}" for i in range(12)]
     solo = {}
     for i, prompt in enumerate(prompts):
-        engine = make_engine(tiny_model_path)
+        engine = make_engine(tiny_model_path, kv_layout=layout)
         engine.add_request(request(str(i), prompt, max_tokens=16, ignore_eos=True))
         solo[str(i)] = joined(run_all(engine)[str(i)])[1]
         engine.close()
-    engine = make_engine(tiny_model_path, max_num_seqs=8, max_num_batched_tokens=32)
+    engine = make_engine(
+        tiny_model_path, max_num_seqs=8, max_num_batched_tokens=32, kv_layout=layout
+    )
     for i, prompt in enumerate(prompts):
         engine.add_request(request(str(i), prompt, max_tokens=16, ignore_eos=True))
     batched = {rid: joined(outs)[1] for rid, outs in run_all(engine).items()}
@@ -158,8 +161,9 @@ def test_stop_token_ids_finish_with_stop(tiny_model_path: Path) -> None:
     assert outputs[-1].finish_reason is FinishReason.STOP
 
 
-def test_shared_prefix_is_reused_not_prefilled(tiny_model_path: Path) -> None:
-    engine = make_engine(tiny_model_path)
+@pytest.mark.parametrize("layout", KV_LAYOUTS)
+def test_shared_prefix_is_reused_not_prefilled(tiny_model_path: Path, layout: str) -> None:
+    engine = make_engine(tiny_model_path, kv_layout=layout)
     rng = random.Random(0)
     prefix = [rng.randrange(0, 256) for _ in range(500)]
     engine.add_request(request("first", [*prefix, 10, 11, 12], max_tokens=4))
@@ -172,8 +176,9 @@ def test_shared_prefix_is_reused_not_prefilled(tiny_model_path: Path) -> None:
     assert last.usage.prompt_tokens - last.usage.cached_tokens < 50
 
 
-def test_prefix_from_a_running_sequence_is_reused(tiny_model_path: Path) -> None:
-    engine = make_engine(tiny_model_path, max_num_batched_tokens=64)
+@pytest.mark.parametrize("layout", KV_LAYOUTS)
+def test_prefix_from_a_running_sequence_is_reused(tiny_model_path: Path, layout: str) -> None:
+    engine = make_engine(tiny_model_path, max_num_batched_tokens=64, kv_layout=layout)
     prefix = [i % 250 for i in range(300)]
     engine.add_request(request("first", prefix, max_tokens=50, ignore_eos=True))
     for _ in range(8):  # the first prompt is prefilled and decoding
@@ -185,13 +190,16 @@ def test_prefix_from_a_running_sequence_is_reused(tiny_model_path: Path) -> None
     assert usage is not None and usage.cached_tokens >= 290
 
 
-def test_reused_prefix_gives_the_same_tokens_as_a_fresh_prefill(tiny_model_path: Path) -> None:
+@pytest.mark.parametrize("layout", KV_LAYOUTS)
+def test_reused_prefix_gives_the_same_tokens_as_a_fresh_prefill(
+    tiny_model_path: Path, layout: str
+) -> None:
     prompt = list(range(40, 240))
-    fresh = make_engine(tiny_model_path, enable_prefix_caching=False)
+    fresh = make_engine(tiny_model_path, enable_prefix_caching=False, kv_layout=layout)
     fresh.add_request(request("x", prompt, max_tokens=12, ignore_eos=True))
     expected = joined(run_all(fresh)["x"])[1]
     fresh.close()
-    engine = make_engine(tiny_model_path)
+    engine = make_engine(tiny_model_path, kv_layout=layout)
     engine.add_request(request("warm", [*prompt[:150], 7, 7], max_tokens=3, ignore_eos=True))
     run_all(engine)
     engine.add_request(request("x", prompt, max_tokens=12, ignore_eos=True))
@@ -201,10 +209,12 @@ def test_reused_prefix_gives_the_same_tokens_as_a_fresh_prefill(tiny_model_path:
     assert joined(outputs)[1] == expected
 
 
-def test_thousand_random_requests_leave_nothing_behind(tiny_model_path: Path) -> None:
+@pytest.mark.parametrize("layout", KV_LAYOUTS)
+def test_thousand_random_requests_leave_nothing_behind(tiny_model_path: Path, layout: str) -> None:
     rng = random.Random(1234)
+    size = {"max_model_len": 256} if layout == "per-seq" else {"max_num_kv_tokens": 2048}
     engine = make_engine(
-        tiny_model_path, max_num_seqs=8, max_num_batched_tokens=64, max_num_kv_tokens=2048
+        tiny_model_path, max_num_seqs=8, max_num_batched_tokens=64, kv_layout=layout, **size
     )
     live: list[str] = []
     finished = 0
@@ -321,6 +331,31 @@ def test_preemption_under_a_small_kv_cache_still_completes(tiny_model_path: Path
         results.append({rid: joined(outs)[1] for rid, outs in run_all(engine).items()})
         engine.close()
     assert results[0] == results[1]
+
+
+def test_per_sequence_streams_run_a_full_load_without_preemption(tiny_model_path: Path) -> None:
+    """Each stream holds a whole sequence: the load that preempts a tight unified cache
+    above runs at once, batched, with the same tokens, and llama.cpp sees one stream a
+    slot (its own seq_pos_min/max)."""
+    prompts = [list(range(i, i + 60)) for i in range(8)]
+    engine = make_engine(tiny_model_path, max_num_seqs=8, max_model_len=128, kv_layout="per-seq")
+    assert engine.backend.kv_layout == "per_seq" and engine.backend.num_slots == 8
+    for i, prompt in enumerate(prompts):
+        engine.add_request(request(str(i), prompt, max_tokens=30, ignore_eos=True))
+    outputs: dict[str, list[Output]] = {}
+    while engine.has_unfinished_requests:
+        for output in engine.step():
+            outputs.setdefault(output.request_id, []).append(output)
+        assert not engine.scheduler.waiting  # a preempted sequence would wait again
+        running = {s.slot: s.num_computed_tokens for s in engine.scheduler.running}
+        assert {slot: high + 1 for slot, (_, high) in kv_holders(engine).items()} == running
+    results = {rid: joined(outs)[1] for rid, outs in outputs.items()}
+    engine.close()
+    roomy = make_engine(tiny_model_path, max_num_seqs=8)
+    for i, prompt in enumerate(prompts):
+        roomy.add_request(request(str(i), prompt, max_tokens=30, ignore_eos=True))
+    assert {rid: joined(outs)[1] for rid, outs in run_all(roomy).items()} == results
+    roomy.close()
 
 
 def test_greedy_logit_bias_bans_and_forces_tokens(tiny_model_path: Path) -> None:

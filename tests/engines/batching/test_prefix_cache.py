@@ -1,4 +1,4 @@
-"""PrefixCache as a plain object over KvCacheManager and the fake backend."""
+"""PrefixCache as a plain object over UnifiedKv and the fake backend."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import numpy as np
 from fake_backend import FakeBackend
 
 from llmport.engines.batching.backend import DecodeBatch
-from llmport.engines.batching.kv_cache import KvCacheManager
+from llmport.engines.batching.kv import UnifiedKv
 from llmport.engines.batching.prefix_cache import PrefixCache, PrefixMatch
 
 
 def make(max_num_entries: int = 4, num_slots: int = 8) -> tuple[FakeBackend, PrefixCache]:
     backend = FakeBackend(num_kv_tokens=256, num_slots=num_slots)
-    return backend, PrefixCache(KvCacheManager(backend), max_num_entries)
+    return backend, PrefixCache(UnifiedKv(backend), max_num_entries)
 
 
 def computed_slot(cache: PrefixCache, token_ids: list[int]) -> int:
@@ -28,7 +28,7 @@ def computed_slot(cache: PrefixCache, token_ids: list[int]) -> int:
             np.zeros(num_tokens, dtype=np.int8),
         )
     )
-    cache.kv.extend(slot, num_tokens)
+    cache.kv.append(slot, num_tokens)
     return slot
 
 
@@ -149,7 +149,7 @@ def test_clear_frees_every_cell_and_slot() -> None:
     parent = cache.slots[0]
     child = cache.kv.allocate()
     assert child is not None
-    cache.kv.copy_prefix(parent, child, 3)
+    cache.kv.share_prefix(parent, child, 3)
     taken = cache.slots[-1]
     cache.take(taken)  # makes room without evicting; the taker owns its 5 cells now
     cache.insert(child, [0, 0, 0])

@@ -13,7 +13,7 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from engine_helpers import joined, make_engine, request, run_all
+from engine_helpers import KV_LAYOUTS, joined, make_engine, request, run_all
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +49,11 @@ def test_single_request_matches_create_completion(gemma_model_path: Path) -> Non
     assert text == expected["choices"][0]["text"]  # type: ignore[index]
 
 
-def test_batched_tokens_are_the_reference_argmax(gemma_model_path: Path) -> None:
-    engine = make_engine(gemma_model_path, max_num_seqs=16, max_num_batched_tokens=64)
+@pytest.mark.parametrize("layout", KV_LAYOUTS)
+def test_batched_tokens_are_the_reference_argmax(gemma_model_path: Path, layout: str) -> None:
+    engine = make_engine(
+        gemma_model_path, max_num_seqs=16, max_num_batched_tokens=64, kv_layout=layout
+    )
     for i, prompt in enumerate(PROMPTS):
         engine.add_request(request(str(i), prompt, max_tokens=24, ignore_eos=True))
     results = {rid: outs for rid, outs in run_all(engine).items()}
@@ -92,8 +95,11 @@ def test_same_batched_workload_twice_gives_same_tokens(gemma_model_path: Path) -
     assert workload() == workload()
 
 
-def test_shared_prefix_is_reused_on_a_sliding_window_model(gemma_model_path: Path) -> None:
-    engine = make_engine(gemma_model_path)
+@pytest.mark.parametrize("layout", KV_LAYOUTS)
+def test_shared_prefix_is_reused_on_a_sliding_window_model(
+    gemma_model_path: Path, layout: str
+) -> None:
+    engine = make_engine(gemma_model_path, kv_layout=layout)
     prefix = " ".join(f"item {i}" for i in range(170))  # about 500 tokens
     engine.add_request(request("first", prefix + " and then", max_tokens=8))
     run_all(engine)

@@ -1,8 +1,12 @@
 """The llama.cpp kind's memory planner: estimates against what llama.cpp allocates, and
 the context it gives a model under a budget."""
 
+import logging
+import re
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from llmport.config import EngineConfig
 from llmport.engines.llama_cpp.memory import (
@@ -52,3 +56,47 @@ def test_context_defaults_to_trained_and_shrinks_only_for_the_budget(
     capped = planned_len(600 << 20)
     assert MIN_CONTEXT_TOKENS <= capped < 32768
     assert planned_len(1 << 40, max_model_len=8192) == 8192
+
+
+def test_auto_layout_picks_streams_for_short_contexts_that_fit(
+    gemma_model_path: Path, tmp_path: Path
+) -> None:
+    spec = Resolver(tmp_path).resolve_now(str(gemma_model_path))
+
+    def planned(budget: int, **config: Any) -> EngineConfig:
+        return plan(spec, EngineConfig(**config), budget).config
+
+    short = planned(1 << 40, max_model_len=4096)
+    assert short.kv_layout == "per-seq" and short.num_slots == short.max_num_seqs == 16
+    assert short.max_num_kv_tokens == 16 * 4096
+    # The trained 32k context, a single sequence, or a budget the streams outgrow: unified.
+    assert planned(1 << 40).kv_layout == "unified"
+    assert planned(1 << 40, max_model_len=4096, max_num_seqs=1).kv_layout == "unified"
+    assert planned(400 << 20, max_model_len=4096).kv_layout == "unified"
+    # Asked for, per-seq shrinks its streams to the budget like a unified context.
+    forced = planned(1 << 30, kv_layout="per-seq")
+    assert forced.kv_layout == "per-seq"
+    assert forced.max_model_len is not None and forced.max_model_len >= MIN_CONTEXT_TOKENS
+    assert forced.max_model_len < 32768
+    assert plan(spec, EngineConfig(kv_layout="per-seq"), 1 << 30).memory.total_bytes <= 1 << 30
+
+
+def test_per_seq_kv_estimate_matches_what_llama_cpp_allocates(
+    gemma_model_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llmport.engines.llama_cpp.backend import LlamaCppBackend
+
+    info = read_gguf_info(gemma_model_path)
+    config = EngineConfig(kv_layout="per-seq", max_model_len=1000, max_num_seqs=4)
+    with caplog.at_level(logging.DEBUG, logger="llmport.llama_cpp"):
+        backend = LlamaCppBackend(gemma_model_path, config)
+    backend.close()
+    sizes = [
+        float(match.group(1))
+        for record in caplog.records
+        if (match := re.search(r"llama_kv_cache: size = +([0-9.]+) MiB", record.getMessage()))
+    ]
+    assert len(sizes) == 2  # the full-attention cache and the sliding-window one
+    estimate = estimate_memory(info, 1000, "f16", 4, 512, per_seq=True)
+    assert estimate.kv_bytes == int(sum(sizes) * 2**20)
+    assert backend.kv_layout == "per_seq" and backend.max_model_len == 1000

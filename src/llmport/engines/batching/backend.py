@@ -7,7 +7,7 @@ backend only runs it. Nothing here is thread-safe: one engine loop owns it.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -34,8 +34,11 @@ class DecodeBatch(NamedTuple):
 class TokenSampler(Protocol):
     """A per-sequence sampling chain with its own state (penalty history, RNG)."""
 
-    def sample(self, output_index: int) -> int:
-        """Pick a token from output row ``output_index`` of the last decode and accept it."""
+    def sample(self, row: FloatMatrix) -> int:
+        """Pick a token from ``row`` (this step's logits for the sequence) and accept it.
+
+        The row, not llama.cpp's output buffer: an embedding pass later in the same step
+        overwrites that buffer."""
         ...
 
     def close(self) -> None: ...
@@ -70,9 +73,18 @@ class Backend(Protocol):
         """Longest sequence (prompt + output) one slot may hold."""
         ...
 
+    #: A reranker: ``embed`` returns each sequence's classifier scores (rank pooling),
+    #: which are final (never normalized).
+    is_reranker: bool
+
     @property
     def num_kv_tokens(self) -> int:
-        """KV cells shared by all slots."""
+        """KV cells of all slots together (split evenly among them per sequence)."""
+        ...
+
+    @property
+    def kv_layout(self) -> Literal["unified", "per_seq"]:
+        """One pool of cells for every slot, or one stream per slot."""
         ...
 
     @property
@@ -119,7 +131,8 @@ class Backend(Protocol):
         ...
 
     def copy_prefix(self, src_slot: int, dst_slot: int, num_tokens: int) -> None:
-        """Share src's first ``num_tokens`` cells with dst (no data is copied)."""
+        """Give the empty dst src's first ``num_tokens`` tokens: shared cells in a
+        unified cache, a copy of the stream trimmed to the prefix per sequence."""
         ...
 
     def can_reuse_prefix(self, slot: int, num_tokens: int) -> bool:

@@ -9,7 +9,7 @@ import time
 from llmport.config import EngineConfig
 from llmport.engine.protocol import EngineStats
 from llmport.engines.batching.backend import Backend, FloatMatrix
-from llmport.engines.batching.kv_cache import KvCacheManager
+from llmport.engines.batching.kv import kv_policy_for
 from llmport.engines.batching.output_processor import OutputProcessor
 from llmport.engines.batching.prefix_cache import PrefixCache
 from llmport.engines.batching.runner import ForwardResult, ModelRunner
@@ -163,7 +163,8 @@ class EngineCore:
 
     def _embed(self, seqs: list[Sequence], hidden: FloatMatrix, now: float) -> list[Output]:
         """Embedding requests end after their prefill, with a vector and no tokens."""
-        self.output_processor.process_embeddings(seqs, hidden, now)
+        normalize = not self.backend.is_reranker  # A reranker's scores are final.
+        self.output_processor.process_embeddings(seqs, hidden, now, normalize)
         outputs = []
         for seq in seqs:
             self._finish(seq, FinishReason.STOP)
@@ -196,9 +197,10 @@ class EngineCore:
 
 
 def _default_scheduler(backend: Backend, config: EngineConfig) -> Scheduler:
-    """Slots beyond ``max_num_seqs`` hold cached prefixes (when caching is on)."""
-    kv = KvCacheManager(backend)
-    num_cache_entries = max(0, backend.num_slots - config.max_num_seqs)
+    """Cached prefixes (when caching is on) live in the slots beyond ``max_num_seqs`` of
+    a unified cache, and in any stream no sequence runs in per sequence."""
+    kv = kv_policy_for(backend)
+    num_cache_entries = kv.num_cache_slots(config.max_num_seqs)
     return Scheduler(
         kv,
         PrefixCache(kv, num_cache_entries if config.enable_prefix_caching else 0),

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from llmport.engines.batching.kv_cache import KvCacheManager
+from llmport.engines.batching.kv import KvPolicy
 
 
 class PrefixMatch(NamedTuple):
@@ -24,7 +24,7 @@ class PrefixMatch(NamedTuple):
 class PrefixCache:
     """LRU of cached slots. Not thread-safe: the engine loop owns it."""
 
-    def __init__(self, kv: KvCacheManager, max_num_entries: int) -> None:
+    def __init__(self, kv: KvPolicy, max_num_entries: int) -> None:
         self.kv = kv
         self.max_num_entries = max_num_entries
         self._entries: OrderedDict[int, np.ndarray] = OrderedDict()

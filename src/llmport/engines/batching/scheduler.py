@@ -17,7 +17,7 @@ from collections import deque
 from typing import NamedTuple
 
 from llmport.engines.batching.backend import KvCacheFull
-from llmport.engines.batching.kv_cache import KvCacheManager
+from llmport.engines.batching.kv import KvPolicy
 from llmport.engines.batching.prefix_cache import PrefixCache
 from llmport.engines.batching.sequence import Sequence, SequenceStatus
 from llmport.types import FinishReason
@@ -37,11 +37,15 @@ class ScheduledChunk(NamedTuple):
 
 
 class Scheduler:
-    """Owns the waiting and running queues, the KV slots and the prefix cache."""
+    """Owns the waiting and running queues, the KV slots and the prefix cache.
+
+    What fits where is the KV policy's to say (``kv``): the scheduler books each chunk
+    with it and never counts cells itself.
+    """
 
     def __init__(
         self,
-        kv: KvCacheManager,
+        kv: KvPolicy,
         prefix_cache: PrefixCache,
         max_num_seqs: int,
         max_num_batched_tokens: int,
@@ -76,47 +80,52 @@ class Scheduler:
         chunks: list[ScheduledChunk] = []
         if not self.running:
             self._num_preempted = 0  # nothing left to thrash against
+        self.kv.begin_plan()
         budget = self._schedule_running(chunks, self.max_num_batched_tokens)
         self._schedule_waiting(chunks, budget)
+        # Slot order: llama.cpp batches consecutive per-sequence streams together.
+        chunks.sort(key=lambda chunk: -1 if chunk.seq.slot is None else chunk.seq.slot)
         return chunks
 
     def _schedule_running(self, chunks: list[ScheduledChunk], budget: int) -> int:
         """Plan the running sequences' next tokens; returns the budget left."""
-        planned_cells = 0
         # Decodes before prefill chunks: a long prompt never delays a stream's next token.
         for seq in sorted(self.running, key=lambda s: s.num_uncomputed_tokens > 1):
             if seq.status is not SequenceStatus.RUNNING or budget == 0:
                 continue
             num_tokens = min(seq.num_uncomputed_tokens, budget)
-            if not self._make_room(planned_cells + num_tokens, chunks, seq):
+            if not self._make_room(num_tokens, chunks, seq):
                 continue
-            chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_tokens))
+            self._book(chunks, seq, num_tokens)
             budget -= num_tokens
-            planned_cells += num_tokens
         return budget
 
     def _schedule_waiting(self, chunks: list[ScheduledChunk], budget: int) -> None:
         """Admit waiting sequences into what the budget and the free cells leave."""
-        planned_cells = self.max_num_batched_tokens - budget  # a planned token takes a cell
         deferred: list[Sequence] = []
         while self._can_admit_more(budget):
             seq = self.waiting[0]
             if self._has_prefilling_sibling(seq):
                 deferred.append(self.waiting.popleft())
                 continue
-            if not self._admit(seq, planned_cells):
+            if not self._admit(seq):
                 break
             self.waiting.popleft()
-            room = self.kv.num_free_cells - planned_cells
+            assert seq.slot is not None
+            room = self.kv.room(seq.slot)
             if room < 1:
                 # Evicting a prefix for its slot left the prefix's borrowers counting its
                 # cells twice (an overestimate): this one's prefill starts next step.
                 break
             num_tokens = min(seq.num_uncomputed_tokens, budget, room)
-            chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_tokens))
+            self._book(chunks, seq, num_tokens)
             budget -= num_tokens
-            planned_cells += num_tokens
         self.waiting.extendleft(reversed(deferred))
+
+    def _book(self, chunks: list[ScheduledChunk], seq: Sequence, num_tokens: int) -> None:
+        assert seq.slot is not None
+        self.kv.plan(seq.slot, num_tokens)
+        chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_tokens))
 
     def _has_prefilling_sibling(self, seq: Sequence) -> bool:
         """Choices of one request (n > 1) wait for the first one's prefill, then share
@@ -135,10 +144,12 @@ class Scheduler:
             and self._num_preempted == 0
         )
 
-    def _make_room(self, num_cells: int, chunks: list[ScheduledChunk], seq: Sequence) -> bool:
+    def _make_room(self, num_tokens: int, chunks: list[ScheduledChunk], seq: Sequence) -> bool:
         """Evict cached prefixes, then preempt the newest unscheduled sequences, until
-        ``num_cells`` fit. False (and ``seq`` preempted) if even that is not enough."""
-        while num_cells > self.kv.num_free_cells:
+        ``num_tokens`` more of ``seq`` fit. False (and ``seq`` preempted) if even that is
+        not enough."""
+        assert seq.slot is not None
+        while not self.kv.can_append(seq.slot, num_tokens):
             if self.prefix_cache.evict_one():
                 continue
             scheduled = {chunk.seq.seq_id for chunk in chunks}
@@ -150,36 +161,30 @@ class Scheduler:
                 return False
         return True
 
-    def _admit(self, seq: Sequence, planned_cells: int) -> bool:
+    def _admit(self, seq: Sequence) -> bool:
         """Give a waiting sequence a slot, reusing the longest cached prefix of its tokens."""
         match = self.prefix_cache.find(
             seq.token_ids[:-1],
             [(s.slot, s.computed_token_ids()) for s in self.running if s.slot is not None],
         )
         reused = match.num_tokens if match else 0
-        while self.kv.num_free_cells - planned_cells < 1 and self.prefix_cache.evict_one(
-            keep=match.slot if match else None
-        ):
+        keep = match.slot if match else None
+        while not self.kv.can_allocate() and self.prefix_cache.evict_one(keep=keep):
             pass
-        if self.kv.num_free_cells - planned_cells < 1:
-            return False
-        slot = self._allocate_slot(keep=match.slot if match else None)
-        if slot is None and match is not None and match.slot in self.prefix_cache.slots:
+        if self.kv.can_allocate():
+            slot = self.kv.allocate()
+            assert slot is not None
+            if match is not None:
+                self.kv.share_prefix(match.slot, slot, reused)
+        elif match is not None and match.slot in self.prefix_cache.slots and self.kv.room() >= 1:
+            # No slot left but the cached entry itself: the sequence takes it over.
             self.prefix_cache.take(match.slot)
             self.kv.truncate(match.slot, reused)
             slot = match.slot
-        elif slot is not None and match is not None:
-            self.kv.copy_prefix(match.slot, slot, reused)
-        elif slot is None:
+        else:
             return False
         self._start(seq, slot, reused)
         return True
-
-    def _allocate_slot(self, keep: int | None) -> int | None:
-        slot = self.kv.allocate()
-        while slot is None and self.prefix_cache.evict_one(keep=keep):
-            slot = self.kv.allocate()
-        return slot
 
     def _start(self, seq: Sequence, slot: int, num_reused: int) -> None:
         if seq.is_first_output:
@@ -200,7 +205,7 @@ class Scheduler:
         self._num_preempted = 0
         for chunk in chunks:
             if chunk.seq.slot is not None:
-                self.kv.extend(chunk.seq.slot, chunk.num_tokens)
+                self.kv.append(chunk.seq.slot, chunk.num_tokens)
             chunk.seq.num_computed_tokens += chunk.num_tokens
 
     def refuse(self, chunks: list[ScheduledChunk]) -> None:
@@ -210,7 +215,7 @@ class Scheduler:
 
     def _relieve_refused(self) -> None:
         """Free KV for the plan llama.cpp refused: the least recently used cached prefix,
-        else the plan's last sequence (the newest prefill), preempted to be recomputed.
+        else the plan's newest running sequence, preempted to be recomputed.
 
         The estimate never counts fewer cells than llama.cpp uses, so a refusal means
         llama.cpp's own room is tighter (SWA windows, padding, a fragmented unified
@@ -228,7 +233,8 @@ class Scheduler:
                 f"llama.cpp has no room for {refused[0].num_tokens} tokens of the only "
                 "sequence in the step, and no cached prefix is left to evict"
             )
-        self.preempt(refused[-1].seq)
+        newest = max(refused, key=lambda c: self.running.index(c.seq))  # all RUNNING here
+        self.preempt(newest.seq)
 
     def preempt(self, seq: Sequence) -> None:
         """Drop the sequence's KV and requeue it first; its tokens are recomputed later."""

@@ -11,6 +11,7 @@ import ctypes
 import logging
 import os
 from pathlib import Path
+from typing import Literal
 
 import llama_cpp as llama
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from llmport.config import EngineConfig
 from llmport.engines.batching.backend import DecodeBatch, FloatMatrix, KvCacheFull
 from llmport.engines.llama_cpp.grammar import LlamaGrammar
+from llmport.engines.llama_cpp.memory import stream_cells
 from llmport.errors import ModelLoadFailed, ServerError
 from llmport.store.gguf_info import read_gguf_info
 from llmport.types import SamplingParams
@@ -68,7 +70,8 @@ def supports_gpu_offload() -> bool:
 
 
 class LlamaCppBackend:
-    """One GGUF model and one context whose unified KV cache all slots share."""
+    """One GGUF model and one context: a KV cache all slots share, or one stream per slot
+    (``config.kv_layout``; the planner resolves ``auto``, unresolved it is unified)."""
 
     def __init__(self, model_path: Path, config: EngineConfig) -> None:
         read_gguf_info(model_path)  # a bad file gets InvalidModelFile, not a llama.cpp abort
@@ -76,10 +79,16 @@ class LlamaCppBackend:
         self._vocab = llama.llama_model_get_vocab(self._model)
         self._vocab_size = int(llama.llama_vocab_n_tokens(self._vocab))
         self._n_swa = int(llama.llama_model_n_swa(self._model))
-        self._max_model_len, num_kv_tokens = self._context_sizes(config)
         self._num_slots = config.num_slots
+        self._kv_layout: Literal["unified", "per_seq"] = (
+            "per_seq" if config.kv_layout == "per-seq" and self._num_slots > 1 else "unified"
+        )
+        self._max_model_len, num_kv_tokens = self._context_sizes(config)
         self._ctx = self._new_context(config, num_kv_tokens)
         self._num_kv_tokens = int(llama.llama_n_ctx(self._ctx))
+        if self._kv_layout == "per_seq":
+            stream = int(llama.llama_n_ctx_seq(self._ctx))
+            self._max_model_len = min(self._max_model_len, stream)
         self._memory = llama.llama_get_memory(self._ctx)
         # llama.cpp clamps n_batch to n_ctx (and n_ubatch to n_batch): read it back.
         self._batch_size = int(llama.llama_n_ubatch(self._ctx))
@@ -105,9 +114,14 @@ class LlamaCppBackend:
 
     def _context_sizes(self, config: EngineConfig) -> tuple[int, int]:
         """(max_model_len, KV cells) as planned (the engine kind's planner sized them under
-        the memory budget); unset, the trained context for both."""
+        the memory budget); unset, the trained context for both, or per sequence a
+        stream of max_model_len for every slot."""
         trained = int(llama.llama_model_n_ctx_train(self._model))
         max_model_len = config.max_model_len or trained
+        if self._kv_layout == "per_seq":
+            default = stream_cells(max_model_len) * self._num_slots
+            num_kv_tokens = config.max_num_kv_tokens or default
+            return min(max_model_len, num_kv_tokens // self._num_slots), num_kv_tokens
         num_kv_tokens = config.max_num_kv_tokens or max_model_len
         return min(max_model_len, num_kv_tokens), num_kv_tokens
 
@@ -124,7 +138,7 @@ class LlamaCppBackend:
         kv_type = _GGML_TYPES[config.kv_ggml_type_name]
         params.type_k = params.type_v = kv_type
         params.flash_attn_type = _flash_attn(config.flash_attn, kv_type)
-        params.kv_unified = True
+        params.kv_unified = self._kv_layout == "unified"
         # Per-token hidden states (we pool the last token ourselves), only on demand.
         params.pooling_type = llama.LLAMA_POOLING_TYPE_NONE
         params.embeddings = False
@@ -178,6 +192,10 @@ class LlamaCppBackend:
     @property
     def num_slots(self) -> int:
         return self._num_slots
+
+    @property
+    def kv_layout(self) -> Literal["unified", "per_seq"]:
+        return self._kv_layout
 
     @property
     def max_num_batched_tokens(self) -> int:
@@ -272,7 +290,13 @@ class LlamaCppBackend:
             raise ServerError(f"llama.cpp refused to trim slot {slot} at position {start}")
 
     def copy_prefix(self, src_slot: int, dst_slot: int, num_tokens: int) -> None:
-        llama.llama_memory_seq_cp(self._memory, src_slot, dst_slot, 0, num_tokens)
+        if self._kv_layout == "unified":
+            llama.llama_memory_seq_cp(self._memory, src_slot, dst_slot, 0, num_tokens)
+            return
+        # Across streams llama.cpp copies whole streams only (a partial copy aborts); the
+        # copy runs at the next decode, and the trim applies to the copy's cells now.
+        llama.llama_memory_seq_cp(self._memory, src_slot, dst_slot, -1, -1)
+        self.remove(dst_slot, num_tokens)
 
     def can_reuse_prefix(self, slot: int, num_tokens: int) -> bool:
         if self._n_swa == 0:

@@ -34,33 +34,53 @@ KV_ELEMENT_BYTES = {
 }
 #: The smallest context the planner shrinks a model to before calling it too large.
 MIN_CONTEXT_TOKENS = 2048
+#: ``--kv-layout auto`` gives each slot its own stream up to this context. Beyond it a
+#: stream per slot costs (slots x context) cells, most of them idle; a unified cache
+#: shares one context's cells among all sequences.
+PER_SEQ_MAX_CONTEXT = 8192
 
 
 def plan(spec: ModelSpec, config: EngineConfig, budget_bytes: int) -> Plan:
-    """The engine config for this model and what it costs: the trained context unless
-    max_model_len is set, shrunk only as far as the budget demands."""
+    """The engine config for this model and what it costs: the KV layout, and the trained
+    context unless max_model_len is set, shrunk only as far as the budget demands."""
     info = spec.gguf
     if info is None:
         raise InvalidModelFile(f"{spec.name}: the llama.cpp engine needs a GGUF file")
-    kv_type = config.kv_ggml_type_name
-    wanted = config.max_num_kv_tokens or config.max_model_len or info.context_length
+    if config.kv_layout == "per-seq" or (
+        config.kv_layout == "auto" and _per_seq_suits(info, config, budget_bytes)
+    ):
+        return _plan(info, config.model_copy(update={"kv_layout": "per-seq"}), budget_bytes)
+    return _plan(info, config.model_copy(update={"kv_layout": "unified"}), budget_bytes)
 
-    def estimate(num_tokens: int) -> MemoryEstimate:
-        return estimate_memory(
-            info, num_tokens, kv_type, config.num_slots, config.max_num_batched_tokens
-        )
 
-    memory = estimate(wanted)
+def _per_seq_suits(info: GGUFInfo, config: EngineConfig, budget_bytes: int) -> bool:
+    """Auto: streams when several sequences run, each stream is short, and all fit."""
+    context = config.max_model_len or info.context_length
+    if config.max_num_seqs == 1 or config.max_num_kv_tokens or context > PER_SEQ_MAX_CONTEXT:
+        return False
+    per_seq = config.model_copy(update={"kv_layout": "per-seq"})
+    return _estimate(info, per_seq, context).total_bytes <= budget_bytes
+
+
+def _plan(info: GGUFInfo, config: EngineConfig, budget_bytes: int) -> Plan:
+    """Size a config whose layout is settled. ``context`` is what the search shrinks: the
+    shared cells of a unified cache, or each stream's length per sequence."""
+    per_seq = config.kv_layout == "per-seq"
+    if per_seq and config.max_num_kv_tokens:
+        wanted = config.max_num_kv_tokens // config.num_slots
+    else:
+        wanted = config.max_num_kv_tokens or config.max_model_len or info.context_length
+    memory = _estimate(info, config, wanted)
     if memory.total_bytes > budget_bytes and config.max_model_len is None:
-        low, high = MIN_CONTEXT_TOKENS, wanted  # The largest context that fits.
+        low, high = min(MIN_CONTEXT_TOKENS, wanted), wanted  # The largest context that fits.
         while low < high:
             middle = (low + high + 1) // 2
-            if estimate(middle).total_bytes <= budget_bytes:
+            if _estimate(info, config, middle).total_bytes <= budget_bytes:
                 low = middle
             else:
                 high = middle - 1
         wanted = low
-        memory = estimate(wanted)
+        memory = _estimate(info, config, wanted)
         logger.warning(
             "%s: context capped at %d tokens by the memory budget (trained for %d)",
             info.path.name,
@@ -68,10 +88,25 @@ def plan(spec: ModelSpec, config: EngineConfig, budget_bytes: int) -> Plan:
             info.context_length,
         )
     max_model_len = min(wanted, config.max_model_len or wanted)
-    planned = config.model_copy(
-        update={"max_model_len": max_model_len, "max_num_kv_tokens": wanted}
-    )
+    total = stream_cells(wanted) * config.num_slots if per_seq else wanted
+    planned = config.model_copy(update={"max_model_len": max_model_len, "max_num_kv_tokens": total})
     return Plan(planned, memory)
+
+
+def _estimate(info: GGUFInfo, config: EngineConfig, context: int) -> MemoryEstimate:
+    return estimate_memory(
+        info,
+        context,
+        config.kv_ggml_type_name,
+        config.num_slots,
+        config.max_num_batched_tokens,
+        per_seq=config.kv_layout == "per-seq",
+    )
+
+
+def stream_cells(num_tokens: int) -> int:
+    """llama.cpp rounds a per-sequence stream up to a multiple of 256 cells."""
+    return -(-num_tokens // 256) * 256
 
 
 #: Every n-th layer attends to the whole context, the others to a sliding window, as
@@ -80,15 +115,21 @@ SWA_PATTERNS = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "gemma-embedding": 6, "c
                 "gpt-oss": 2, "exaone4": 4, "olmo2": 4, "llama4": 4}  # fmt: skip
 
 
-def kv_bytes(info: GGUFInfo, num_kv_tokens: int, kv_type: str, num_seqs: int, batch: int) -> int:
-    """The KV cache llama.cpp allocates for ``num_kv_tokens`` cells shared by ``num_seqs``."""
+def kv_bytes(
+    info: GGUFInfo, context: int, kv_type: str, num_seqs: int, batch: int, per_seq: bool = False
+) -> int:
+    """The KV cache llama.cpp allocates: ``context`` cells shared by ``num_seqs``, or per
+    sequence a stream of ``context`` cells for each (sliding-window layers keep only
+    their window plus a micro-batch, per stream)."""
     per_layer_token = kv_bytes_per_token(info, kv_type) / max(1, info.block_count)
     num_full, num_swa = _layer_split(info)
-    swa_cells = num_kv_tokens
+    num_streams = num_seqs if per_seq else 1
+    cells = stream_cells(context) if per_seq else context
+    swa_cells = cells
     if num_swa and info.sliding_window:
-        padded = -(-(info.sliding_window * num_seqs + batch) // 256) * 256
-        swa_cells = min(num_kv_tokens, padded)
-    return int(per_layer_token * (num_full * num_kv_tokens + num_swa * swa_cells))
+        window = info.sliding_window * (1 if per_seq else num_seqs)
+        swa_cells = min(cells, stream_cells(window + batch))
+    return int(per_layer_token * num_streams * (num_full * cells + num_swa * swa_cells))
 
 
 def _layer_split(info: GGUFInfo) -> tuple[int, int]:
@@ -121,11 +162,17 @@ def _head_dim(info: GGUFInfo) -> int:
 
 
 def estimate_memory(
-    info: GGUFInfo, num_kv_tokens: int, kv_type: str, num_outputs: int, batch_size: int
+    info: GGUFInfo,
+    context: int,
+    kv_type: str,
+    num_outputs: int,
+    batch_size: int,
+    per_seq: bool = False,
 ) -> MemoryEstimate:
     """Weights (the file's tensors, mmap'd) + KV cache + llama.cpp's compute buffers."""
     weights = sum(t.num_bytes for t in info.tensors)
-    kv = kv_bytes(info, num_kv_tokens, kv_type, num_outputs, batch_size)
+    kv = kv_bytes(info, context, kv_type, num_outputs, batch_size, per_seq)
+    num_kv_tokens = stream_cells(context) * num_outputs if per_seq else context
     vocab = info.vocab_size or 0
     # Logits rows for every output, plus activations of one micro-batch.
     compute = 4 * (num_outputs * vocab + 16 * batch_size * info.embedding_length) + 32 * MiB

@@ -1,4 +1,4 @@
-"""KvCacheManager's cell estimate against the fake's true cell count."""
+"""UnifiedKv's cell estimate against the fake's true cell count."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from fake_backend import FakeBackend
 
 from llmport.engines.batching.backend import DecodeBatch, KvCacheFull
-from llmport.engines.batching.kv_cache import KvCacheManager
+from llmport.engines.batching.kv import UnifiedKv
 
 
-def extend(kv: KvCacheManager, slot: int, token_ids: list[int]) -> None:
+def extend(kv: UnifiedKv, slot: int, token_ids: list[int]) -> None:
     """Compute ``token_ids`` after the slot's tokens, as the engine's step does."""
     start = kv.num_tokens(slot)
     num_tokens = len(token_ids)
@@ -24,12 +24,12 @@ def extend(kv: KvCacheManager, slot: int, token_ids: list[int]) -> None:
             np.zeros(num_tokens, dtype=np.int8),
         )
     )
-    kv.extend(slot, num_tokens)
+    kv.append(slot, num_tokens)
 
 
-def check(kv: KvCacheManager, backend: FakeBackend, contents: dict[int, list[int]]) -> None:
+def check(kv: UnifiedKv, backend: FakeBackend, contents: dict[int, list[int]]) -> None:
     assert kv.num_used_cells >= backend.num_used_cells
-    assert sorted(kv._slots) == sorted(contents)
+    assert sorted(kv._num_tokens) == sorted(contents)
     for slot, token_ids in contents.items():
         assert kv.num_tokens(slot) == len(token_ids)
         backend.assert_holds(slot, token_ids)
@@ -40,7 +40,7 @@ def check(kv: KvCacheManager, backend: FakeBackend, contents: dict[int, list[int
 def random_walk(seed: int, *, allow_sharing: bool, num_ops: int = 300) -> None:
     rng = random.Random(seed)
     backend = FakeBackend(num_kv_tokens=200, num_slots=6, max_num_batched_tokens=32)
-    kv = KvCacheManager(backend)
+    kv = UnifiedKv(backend)
     contents: dict[int, list[int]] = {}
     for _ in range(num_ops):
         op = rng.choice(["allocate", "copy", "extend", "extend", "truncate", "free"])
@@ -54,7 +54,7 @@ def random_walk(seed: int, *, allow_sharing: bool, num_ops: int = 300) -> None:
             dst = kv.allocate()
             if dst is not None:
                 num_tokens = rng.randint(0, len(contents[src]))
-                kv.copy_prefix(src, dst, num_tokens)
+                kv.share_prefix(src, dst, num_tokens)
                 contents[dst] = contents[src][:num_tokens]
         elif op == "extend" and slots:
             slot = rng.choice(slots)
@@ -95,7 +95,7 @@ def test_estimate_is_exact_without_sharing(seed: int) -> None:
 
 def test_slots_are_recycled_and_run_out() -> None:
     backend = FakeBackend(num_slots=3)
-    kv = KvCacheManager(backend)
+    kv = UnifiedKv(backend)
     slots = [kv.allocate() for _ in range(3)]
     assert sorted(s for s in slots if s is not None) == [0, 1, 2]
     assert kv.allocate() is None
@@ -107,7 +107,7 @@ def test_slots_are_recycled_and_run_out() -> None:
 
 def test_freed_slot_starts_empty() -> None:
     backend = FakeBackend()
-    kv = KvCacheManager(backend)
+    kv = UnifiedKv(backend)
     slot = kv.allocate()
     assert slot is not None
     extend(kv, slot, [1, 2, 3])
@@ -122,13 +122,13 @@ def test_freed_slot_starts_empty() -> None:
 
 def test_freeing_a_parent_keeps_its_childrens_cells() -> None:
     backend = FakeBackend()
-    kv = KvCacheManager(backend)
+    kv = UnifiedKv(backend)
     parent, child, grandchild = kv.allocate(), kv.allocate(), kv.allocate()
     assert parent is not None and child is not None and grandchild is not None
     extend(kv, parent, list(range(10)))
-    kv.copy_prefix(parent, child, 8)
+    kv.share_prefix(parent, child, 8)
     extend(kv, child, [20, 21])
-    kv.copy_prefix(child, grandchild, 9)
+    kv.share_prefix(child, grandchild, 9)
     assert backend.num_used_cells == kv.num_used_cells == 12
 
     kv.free(parent)
@@ -145,11 +145,11 @@ def test_freeing_a_parent_keeps_its_childrens_cells() -> None:
 
 def test_truncating_a_parent_moves_cells_to_the_child() -> None:
     backend = FakeBackend()
-    kv = KvCacheManager(backend)
+    kv = UnifiedKv(backend)
     parent, child = kv.allocate(), kv.allocate()
     assert parent is not None and child is not None
     extend(kv, parent, list(range(10)))
-    kv.copy_prefix(parent, child, 10)
+    kv.share_prefix(parent, child, 10)
     kv.truncate(parent, 4)
     assert backend.num_used_cells == kv.num_used_cells == 10
     extend(kv, parent, [50, 51])

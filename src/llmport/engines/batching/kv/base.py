@@ -1,0 +1,117 @@
+"""The KV policy the scheduler asks: which slots are free, and how many tokens fit where.
+
+llama.cpp's cache comes in two layouts with different capacity rules: one unified
+pool of cells that every slot draws from (``unified.py``), or one fixed stream per
+slot (``per_seq.py``). The scheduler plans a step without doing cell arithmetic:
+``begin_plan`` opens a step, ``room`` / ``can_append`` say what still fits,
+``plan`` books it, and ``append`` records what the forward pass computed.
+
+Slots are handed out lowest id first: with per-sequence streams llama.cpp batches
+the sequences of consecutive slots together, so a dense range keeps decodes in one
+micro-batch.
+"""
+
+from __future__ import annotations
+
+import heapq
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from llmport.engines.batching.backend import Backend
+
+
+class KvPolicy(ABC):
+    """Slot allocation and the capacity estimate; mutates llama.cpp memory via the backend.
+
+    The estimate may overcount what llama.cpp uses (safe: the scheduler evicts or
+    preempts a little early), never undercount; llama.cpp's own refusal
+    (``KvCacheFull``) is the backstop.
+    """
+
+    layout: ClassVar[str]
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._free_slots = list(range(backend.num_slots))
+        self._num_tokens: dict[int, int] = {}
+        self._planned: dict[int | None, int] = {}
+
+    # -- slots -------------------------------------------------------------------
+
+    @property
+    def num_slots(self) -> int:
+        return self.backend.num_slots
+
+    @property
+    def num_free_slots(self) -> int:
+        return len(self._free_slots)
+
+    @property
+    def used_slots(self) -> list[int]:
+        return sorted(self._num_tokens)
+
+    def num_tokens(self, slot: int) -> int:
+        return self._num_tokens[slot]
+
+    def can_allocate(self) -> bool:
+        """A new sequence could start now: a free slot and room for its first token."""
+        return bool(self._free_slots) and self.room() >= 1
+
+    def allocate(self) -> int | None:
+        """The lowest free slot, empty; None when every slot is taken."""
+        if not self._free_slots:
+            return None
+        slot = heapq.heappop(self._free_slots)
+        self._num_tokens[slot] = 0
+        return slot
+
+    def free(self, slot: int) -> None:
+        """Drop the slot's tokens (cells another slot shares survive there)."""
+        self.backend.remove(slot)
+        del self._num_tokens[slot]
+        heapq.heappush(self._free_slots, slot)
+
+    def truncate(self, slot: int, num_tokens: int) -> None:
+        """Keep the slot's first ``num_tokens`` tokens."""
+        if num_tokens < self._num_tokens[slot]:
+            self.backend.remove(slot, num_tokens)
+            self._num_tokens[slot] = num_tokens
+
+    def share_prefix(self, src: int, dst: int, num_tokens: int) -> None:
+        """Give the empty slot ``dst`` the first ``num_tokens`` tokens of ``src``."""
+        self.backend.copy_prefix(src, dst, num_tokens)
+        self._num_tokens[dst] = num_tokens
+
+    def append(self, slot: int, num_tokens: int) -> None:
+        """The forward pass computed ``num_tokens`` more tokens of the slot."""
+        self._num_tokens[slot] += num_tokens
+
+    # -- planning one step ----------------------------------------------------------
+
+    def begin_plan(self) -> None:
+        self._planned.clear()
+
+    def plan(self, slot: int, num_tokens: int) -> None:
+        """Book ``num_tokens`` tokens of ``slot`` for the step being planned."""
+        self._planned[slot] = self._planned.get(slot, 0) + num_tokens
+
+    def can_append(self, slot: int, num_tokens: int) -> bool:
+        return num_tokens <= self.room(slot)
+
+    @abstractmethod
+    def room(self, slot: int | None = None) -> int:
+        """Tokens that still fit for ``slot`` in the step being planned (None: a new one)."""
+
+    # -- sizes ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def num_cache_slots(self, max_num_seqs: int) -> int:
+        """How many slots may hold finished sequences' KV as cached prefixes."""
+
+    @property
+    @abstractmethod
+    def num_cells(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def num_used_cells(self) -> int: ...
