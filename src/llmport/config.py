@@ -137,7 +137,8 @@ class EngineConfig(BaseSettings):
         return min(MAX_SLOTS, self.max_num_seqs + self.num_prefix_slots)
 
 
-#: Web pages that may call the server from a browser by default: loopback, any port.
+#: Web pages that may always call the server from a browser: loopback, any port (a
+#: page on this machine is its user's, as Ollama's default origins say).
 DEFAULT_ALLOWED_ORIGINS = tuple(
     f"{scheme}://{host}:*"
     for scheme in ("http", "https")
@@ -194,10 +195,11 @@ class ServerSettings(BaseSettings):
         "always parsed).",
     )
     allowed_origins: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_ALLOWED_ORIGINS),
-        description="Web pages (origins) that may call the server from a browser (CORS), "
-        "one per flag: https://app.example:3000, http://host:* (any port), or * (any page; "
-        "answered as *, never echoed); others get 403. Default: loopback pages, any port.",
+        default_factory=list,
+        description="Web pages (origins) that may call the server from a browser (CORS) "
+        "besides loopback ones (always allowed, any port), one per flag: "
+        "https://app.example:3000, http://host:* (any port), or * (any page; answered as *, "
+        "never echoed); others get 403. Default: loopback pages only.",
     )
     models_dir: Path | None = Field(
         default=None,

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from llmport import __version__
 from llmport.api.anthropic.routes import router as anthropic_router
 from llmport.api.auth import ApiKeyMiddleware
-from llmport.api.cors import DEFAULT_ALLOWED_ORIGINS, CorsMiddleware, OriginPolicy
+from llmport.api.cors import CorsMiddleware, OriginPolicy
 from llmport.api.errors import install_error_handlers
 from llmport.api.limits import BodySizeLimit
 from llmport.api.metrics import Metrics
@@ -43,7 +43,7 @@ def create_app(
     """The app owns ``manager`` from start-up to shutdown (it closes it on exit).
 
     ``preload`` maps names to load at start to their keep_alive (None = the default).
-    ``allowed_origins``: the web pages that may call from a browser (None = loopback).
+    ``allowed_origins``: web pages that may call from a browser besides loopback ones.
     """
 
     @asynccontextmanager
@@ -73,9 +73,8 @@ def create_app(
     if api_key:  # Added last, so it runs first: no body is read for a wrong key.
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
     app.add_middleware(BrowserRedirect)  # A browser at / goes to the page, key or not.
-    origins = DEFAULT_ALLOWED_ORIGINS if allowed_origins is None else allowed_origins
     # Outermost: preflights are answered (and foreign origins refused) before the key.
-    app.add_middleware(CorsMiddleware, policy=OriginPolicy(origins))
+    app.add_middleware(CorsMiddleware, policy=OriginPolicy(allowed_origins or []))
     app.include_router(openai_router)
     app.include_router(ollama_generate_router)
     app.include_router(ollama_models_router)

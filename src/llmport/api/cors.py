@@ -1,8 +1,9 @@
 """Cross-origin requests from browsers: which web pages (origins) may call the server.
 
 A page served from another origin (Open WebUI in its browser mode, a developer's page)
-may call the server only when its origin is allowed (``--allowed-origins``; by default
-loopback pages on any port, as Ollama's ``OLLAMA_ORIGINS`` defaults do). The rules:
+may call the server only when its origin is allowed: loopback pages on any port always
+(as Ollama's default origins), and those ``--allowed-origins`` adds (as ``OLLAMA_ORIGINS``
+adds to them). The rules:
 
 - A preflight (``OPTIONS`` with ``Access-Control-Request-Method``) is answered here,
   before the API-key check: a browser never sends credentials with one.
@@ -27,8 +28,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmport.api.errors import error_body
 from llmport.config import DEFAULT_ALLOWED_ORIGINS
 
-__all__ = ["DEFAULT_ALLOWED_ORIGINS", "CorsMiddleware", "OriginPolicy"]
-
 ALLOWED_METHODS = "GET, POST, PUT, DELETE, HEAD, OPTIONS"
 #: Headers a page may read beyond the safelisted ones (503s say when to retry).
 EXPOSED_HEADERS = "Retry-After"
@@ -38,14 +37,15 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class OriginPolicy:
-    """Entries: ``*`` (any origin), an exact origin (``https://app.example:3000``), or an
-    origin with any port (``http://localhost:*``)."""
+    """Loopback pages (``DEFAULT_ALLOWED_ORIGINS``) and ``entries``: ``*`` (any origin),
+    an exact origin (``https://app.example:3000``), or an origin with any port
+    (``http://host:*``)."""
 
     def __init__(self, entries: Iterable[str]) -> None:
         self.allows_any = False
         self._exact: set[str] = set()
         self._any_port: set[tuple[str, str]] = set()
-        for entry in entries:
+        for entry in [*DEFAULT_ALLOWED_ORIGINS, *entries]:
             text = entry.strip().rstrip("/").lower()
             if text == "*":
                 self.allows_any = True

@@ -66,10 +66,9 @@ def ui_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Pat
 def keyed_server(
     tmp_path_factory: pytest.TempPathFactory, ui_models_dir: Path, gemma_model_path: Path
 ) -> Iterator[Server]:
-    """A server with an API key and two allowed origins (shared by the CORS and login
-    tests)."""
-    origins = ["--allowed-origins", APP_ORIGIN, "--allowed-origins", "http://localhost:*"]
-    args = ["--api-key", KEY, *origins]
+    """A server with an API key and an allowed origin besides loopback pages (shared by
+    the CORS and login tests)."""
+    args = ["--api-key", KEY, "--allowed-origins", APP_ORIGIN]
     yield from serve(tmp_path_factory, ui_models_dir, gemma_model_path, *args)
 
 
