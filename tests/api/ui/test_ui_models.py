@@ -23,9 +23,13 @@ NUM_CUTS = 40
 #: Records every percentage the pull's progress bar shows.
 WATCH_PERCENT = """() => {
   window.percents = [];
+  window.rates = [];
   new MutationObserver(() => {
-    for (const item of document.querySelectorAll('[data-testid=pull]'))
+    for (const item of document.querySelectorAll('[data-testid=pull]')) {
       window.percents.push(Number(item.dataset.percent));
+      const rate = item.textContent.match(/[\\d.]+ [KMG]?i?B\\/s, [^ ]+ [^ ]+ left/);
+      if (rate) window.rates.push(rate[0]);
+    }
   }).observe(document.querySelector('[data-testid=pulls]'),
              {subtree: true, childList: true, attributes: true});
 }"""
@@ -80,6 +84,7 @@ def test_a_pull_shows_live_progress_through_a_reload_and_the_model_appears(
     after = page.evaluate("window.percents")
     moving = sorted({p for p in before + after if 0 < p < 100})
     assert len(moving) >= 3, f"the bar did not move: {before} then {after}"
+    assert page.evaluate("window.rates"), "no speed and time left shown"
     row = page.locator(f"[data-testid=models] tr[data-model='{PULLED}']")
     expect(row).to_be_visible()
     expect(row).to_contain_text("Q8_0")
