@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import gguf
+import numpy as np
+import numpy.typing as npt
 
 import tiny_model
 
@@ -69,3 +71,45 @@ def write_reasoning_model(path: Path) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+#: How the reranker's GGUF says to lay out a (query, document) pair (llama.cpp's key).
+RERANK_TEMPLATE = "query: {query}\ndocument: {document}"
+
+
+def write_reranker_model(path: Path) -> tuple[Path, npt.NDArray[np.float64]]:
+    """A tiny Qwen3 reranker (rank pooling, a yes/no classifier head over the last token)
+    and the score it gives a text by its last token, computed here from its weights.
+
+    Its layers add nothing (attention and feed-forward outputs are zero), so the final
+    state of the last token is its embedding, RMS-normalized; llama.cpp's rank pooling
+    turns it into softmax(head @ state), and the score is the "yes" probability."""
+    tensors = tiny_model._weights(seed=9)
+    for name, tensor in tensors.items():
+        if name.endswith(("attn_output.weight", "ffn_down.weight")):
+            tensor[:] = 0.0
+    for i in range(tiny_model.NUM_LAYERS):
+        tensors[f"blk.{i}.attn_q_norm.weight"] = np.ones(tiny_model.HEAD_DIM, dtype=np.float32)
+        tensors[f"blk.{i}.attn_k_norm.weight"] = np.ones(tiny_model.HEAD_DIM, dtype=np.float32)
+    head = np.random.default_rng(10).standard_normal((2, tiny_model.EMBEDDING_DIM)) * 0.15
+    tensors["cls.output.weight"] = head.astype(np.float32)
+    arch = gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.QWEN3]
+    writer = gguf.GGUFWriter(path, arch)
+    tiny_model._add_hparams(writer, 4096)
+    writer.add_key_length(tiny_model.HEAD_DIM)
+    writer.add_value_length(tiny_model.HEAD_DIM)
+    writer.add_pooling_type(gguf.PoolingType.RANK)
+    writer.add_classifier_output_labels(["yes", "no"])
+    tiny_model._add_tokenizer(writer, None)
+    writer.add_string("tokenizer.chat_template.rerank", RERANK_TEMPLATE)
+    for name, tensor in tensors.items():
+        writer.add_tensor(name, tensor)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    embeddings = tensors["token_embd.weight"].astype(np.float64)
+    states = embeddings / np.sqrt(np.mean(embeddings**2, axis=1, keepdims=True) + 1e-5)
+    logits = states @ head.astype(np.float32).astype(np.float64).T
+    yes = np.exp(logits[:, 0] - logits.max(axis=1))
+    return path, yes / (yes + np.exp(logits[:, 1] - logits.max(axis=1)))

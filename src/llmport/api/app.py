@@ -18,6 +18,7 @@ from llmport.api.metrics import Metrics
 from llmport.api.ollama.generate import router as ollama_generate_router
 from llmport.api.ollama.models import router as ollama_models_router
 from llmport.api.openai.routes import router as openai_router
+from llmport.api.rerank.routes import router as rerank_router
 from llmport.api.responses.routes import router as responses_router
 from llmport.api.serving import CLIENT_CLOSED
 from llmport.api.state import AppState, app_state
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(ollama_models_router)
     app.include_router(anthropic_router)
     app.include_router(responses_router)
+    app.include_router(rerank_router)
     app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/metrics", _metrics, methods=["GET"])
     install_ui(app, resolver.library)

@@ -31,6 +31,9 @@ class EngineInfo(msgspec.Struct, kw_only=True):
     #: The engine kind that serves it (``llama_cpp``), and where it runs (``local``).
     kind: str = ""
     device: str = "cpu"
+    #: A reranker: an ``embed`` request returns its classifier's scores for the prompt
+    #: (a query and document pair), not a normalized embedding.
+    is_reranker: bool = False
 
 
 class EngineStats(msgspec.Struct):

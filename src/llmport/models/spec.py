@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llmport.models.hf import HFInfo
-from llmport.store.gguf_info import GGUFInfo
+from llmport.store.gguf_info import GGUFInfo, is_reranker
 from llmport.store.registry import ModelRecord
 
 ModelFormat = Literal["gguf", "hf"]
@@ -85,9 +85,25 @@ class ModelSpec:
     @property
     def capabilities(self) -> list[str]:
         """Ollama's ``capabilities``: completion, and embedding on llama.cpp (a generative
-        HF model on vLLM does not embed); tools with a template."""
+        HF model on vLLM does not embed); tools and thinking by the template; a reranker
+        only reranks."""
+        if self.is_reranker:
+            return ["rerank"]
         found = ["completion"] if self.format == "hf" else ["completion", "embedding"]
         template = self.template or self.chat_template or ""
         if "tools" in template or self.tool_use_template:
             found.append("tools")
+        if "<think>" in template:
+            found.append("thinking")
         return found
+
+    @property
+    def is_reranker(self) -> bool:
+        """A GGUF reranker (rank pooling): it scores query and document pairs only."""
+        return self.gguf is not None and is_reranker(self.gguf)
+
+    @property
+    def rerank_template(self) -> str | None:
+        """How the GGUF lays out a pair (``{query}``, ``{document}``), if it says."""
+        found = self.gguf.metadata.get("tokenizer.chat_template.rerank") if self.gguf else None
+        return found if isinstance(found, str) else None

@@ -474,3 +474,12 @@ def ggml_type_name(ggml_type: int) -> str:
     """``12`` -> ``"Q4_K"``."""
     name: str = gguf.GGMLQuantizationType(ggml_type).name
     return name
+
+
+#: llama.cpp's ``LLAMA_POOLING_TYPE_RANK``: a reranker (a classifier head over the pair).
+RANK_POOLING = 4
+
+
+def is_reranker(info: GGUFInfo) -> bool:
+    """The file is a reranker: its ``{arch}.pooling_type`` is rank pooling."""
+    return info.metadata.get(f"{info.architecture}.pooling_type") == RANK_POOLING

@@ -42,10 +42,14 @@ class OutputProcessor:
             )
         return self._stop_reason(seq, token_id)
 
-    def process_embeddings(self, seqs: list[Sequence], hidden: FloatMatrix, now: float) -> None:
-        """Embedding requests end after prefill: the last token's state, L2-normalized."""
+    def process_embeddings(
+        self, seqs: list[Sequence], hidden: FloatMatrix, now: float, normalize: bool = True
+    ) -> None:
+        """Embedding requests end after prefill: the last token's state, L2-normalized
+        (``normalize`` False: as the backend gave it, a reranker's scores)."""
         rows = hidden.astype(np.float64)
-        rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        if normalize:
+            rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
         for seq, row in zip(seqs, rows, strict=True):
             seq.embedding = row.tolist()
             seq.timings.first_token = now

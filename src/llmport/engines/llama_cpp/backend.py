@@ -21,7 +21,7 @@ from llmport.engines.batching.backend import DecodeBatch, FloatMatrix, KvCacheFu
 from llmport.engines.llama_cpp.grammar import LlamaGrammar
 from llmport.engines.llama_cpp.memory import stream_cells
 from llmport.errors import ModelLoadFailed, ServerError
-from llmport.store.gguf_info import read_gguf_info
+from llmport.store.gguf_info import is_reranker, read_gguf_info
 from llmport.types import SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,9 @@ class LlamaCppBackend:
     (``config.kv_layout``; the planner resolves ``auto``, unresolved it is unified)."""
 
     def __init__(self, model_path: Path, config: EngineConfig) -> None:
-        read_gguf_info(model_path)  # a bad file gets InvalidModelFile, not a llama.cpp abort
+        info = read_gguf_info(model_path)  # a bad file: InvalidModelFile, not an abort
+        #: A reranker: its context pools each sequence through the classifier head.
+        self.is_reranker = is_reranker(info)
         self._model = self._load_model(model_path, config)
         self._vocab = llama.llama_model_get_vocab(self._model)
         self._vocab_size = int(llama.llama_vocab_n_tokens(self._vocab))
@@ -140,7 +142,9 @@ class LlamaCppBackend:
         params.flash_attn_type = _flash_attn(config.flash_attn, kv_type)
         params.kv_unified = self._kv_layout == "unified"
         # Per-token hidden states (we pool the last token ourselves), only on demand.
-        params.pooling_type = llama.LLAMA_POOLING_TYPE_NONE
+        params.pooling_type = (
+            llama.LLAMA_POOLING_TYPE_RANK if self.is_reranker else llama.LLAMA_POOLING_TYPE_NONE
+        )
         params.embeddings = False
         params.swa_full = False
         params.no_perf = True
@@ -277,6 +281,8 @@ class LlamaCppBackend:
         llama.llama_set_embeddings(self._ctx, True)
         try:
             self.decode(batch)
+            if self.is_reranker:  # Rank pooling: the head's scores for each sequence.
+                return np.array([self._scores(int(slot)) for slot in batch.slots])
             pointer = llama.llama_get_embeddings(self._ctx)
             if not pointer:
                 raise ServerError("llama.cpp kept no embeddings for this batch")
@@ -284,6 +290,12 @@ class LlamaCppBackend:
             return np.ctypeslib.as_array(pointer, shape=shape).copy()
         finally:
             llama.llama_set_embeddings(self._ctx, False)
+
+    def _scores(self, slot: int) -> list[float]:
+        pointer = llama.llama_get_embeddings_seq(self._ctx, slot)
+        if not pointer:
+            raise ServerError("llama.cpp kept no rank scores for this batch")
+        return [float(pointer[i]) for i in range(llama.llama_model_n_cls_out(self._model))]
 
     def remove(self, slot: int, start: int = 0) -> None:
         if not llama.llama_memory_seq_rm(self._memory, slot, start, -1):
@@ -325,6 +337,10 @@ class LlamaCppBackend:
             self._model = None
 
 
+#: llama.cpp's ``llama_token_data`` (id, logit, p), as a numpy record.
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+
 class LlamaSampler:
     """A llama.cpp sampler chain: logit bias, penalties, truncation, temperature, draw."""
 
@@ -337,8 +353,26 @@ class LlamaSampler:
         for stage in _chain_stages(vocab_size, params, seed, history):
             llama.llama_sampler_chain_add(self._chain, stage)
 
-    def sample(self, output_index: int) -> int:
-        return int(llama.llama_sampler_sample(self._chain, self._ctx, output_index))
+    def sample(self, row: FloatMatrix) -> int:
+        """What ``llama_sampler_sample`` does, from ``row`` instead of the context's buffer
+        (which an embedding pass of the same step overwrites)."""
+        data = np.empty(len(row), dtype=_TOKEN_DATA)
+        data["id"] = np.arange(len(row), dtype=np.int32)
+        data["logit"] = row
+        data["p"] = 0.0
+        candidates = llama.llama_token_data_array(
+            data=data.ctypes.data_as(llama.llama_token_data_p),
+            size=len(row),
+            selected=-1,
+            sorted=False,
+        )
+        llama.llama_sampler_apply(self._chain, ctypes.byref(candidates))
+        if not 0 <= candidates.selected < candidates.size:
+            raise ServerError("the sampler chain selected no token")
+        # Read through the array: a sampler may point it at its own buffer.
+        token_id = int(candidates.data[candidates.selected].id)
+        llama.llama_sampler_accept(self._chain, token_id)
+        return token_id
 
     def close(self) -> None:
         if self._chain:

@@ -32,6 +32,7 @@ class BatchingEngine:
             bos_token=backend.bos_token,
             eos_token=backend.eos_token,
             kind=LLAMA_CPP_NAME,
+            is_reranker=backend.is_reranker,
         )
 
     @property
