@@ -43,7 +43,7 @@ class OriginPolicy:
 
     def __init__(self, entries: Iterable[str]) -> None:
         self.allows_any = False
-        self._exact: set[str] = set()
+        self._exact: set[tuple[str, str, int]] = set()  # (scheme, host, port)
         self._any_port: set[tuple[str, str]] = set()
         for entry in [*DEFAULT_ALLOWED_ORIGINS, *entries]:
             text = entry.strip().rstrip("/").lower()
@@ -51,15 +51,16 @@ class OriginPolicy:
                 self.allows_any = True
             elif text.endswith(":*"):
                 self._any_port.add(_scheme_host(text[:-2]))
-            elif text:
-                self._exact.add(text)
+            elif (parts := _split_origin(text)) is not None:
+                self._exact.add(parts)  # https://a.example and :443 are one origin.
 
     def allows(self, origin: str) -> bool:
-        origin = origin.lower()
-        if self.allows_any or origin in self._exact:
+        if self.allows_any:
             return True
-        parts = _split_origin(origin)
-        return parts is not None and (parts[0], parts[1]) in self._any_port
+        parts = _split_origin(origin.lower())
+        if parts is None:
+            return False
+        return parts in self._exact or (parts[0], parts[1]) in self._any_port
 
 
 class CorsMiddleware:

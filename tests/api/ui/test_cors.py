@@ -148,6 +148,8 @@ def test_the_default_allows_loopback_pages_only() -> None:
     policy = OriginPolicy(ServerSettings().allowed_origins)
     assert policy.allows("http://localhost:3000")
     assert OriginPolicy(["https://app.example"]).allows("http://localhost:3000")  # Added to.
+    assert OriginPolicy(["https://app.example:443"]).allows("https://app.example")
+    assert not OriginPolicy(["https://app.example"]).allows("http://app.example")
     for origin in ("http://localhost:3000", "http://127.0.0.1:8080", "https://[::1]:8443",
                    "http://LOCALHOST:1"):  # fmt: skip
         assert policy.allows(origin), origin
