@@ -63,7 +63,11 @@ ROUTES = [
     ("POST", "/api/embeddings"), ("GET", "/"), ("HEAD", "/"), ("GET", "/api/version"),
     ("GET", "/api/tags"), ("GET", "/api/ps"), ("POST", "/api/show"), ("POST", "/api/pull"),
     ("DELETE", "/api/delete"), ("POST", "/api/copy"), ("POST", "/api/create"),
-    ("GET", "/health"), ("GET", "/metrics"),
+    ("GET", "/health"), ("GET", "/metrics"), ("GET", "/v1/models/{model}"),
+    ("POST", "/v1/responses"), ("GET", "/v1/responses/{response_id}"),
+    ("DELETE", "/v1/responses/{response_id}"), ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"), ("POST", "/v1/rerank"), ("POST", "/rerank"),
+    ("POST", "/v1/score"),
 ]  # fmt: skip
 
 
@@ -144,6 +148,16 @@ HOSTILE_ROUTES: dict[str, tuple[dict[str, Any], list[str]]] = {
         "model", "from", "modelfile", "parameters", "template", "system", "messages", "license",
         "files", "quantize", "stream"]),
     "/api/copy": ({"source": MODEL, "destination": "fuzz-copy"}, ["source", "destination"]),
+    "/v1/responses": ({"input": "hi"}, [
+        "input", "instructions", "tools", "tool_choice", "text", "max_output_tokens", "stream",
+        "previous_response_id", "store", "temperature", "parallel_tool_calls", "reasoning"]),
+    "/v1/messages": ({"max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}, [
+        "messages", "system", "tools", "tool_choice", "stop_sequences", "max_tokens",
+        "stream", "temperature", "top_k", "thinking"]),
+    "/v1/messages/count_tokens": ({"messages": [{"role": "user", "content": "hi"}]}, [
+        "messages", "system", "tools", "thinking"]),
+    "/v1/rerank": ({"query": "q", "documents": ["d"]}, ["query", "documents", "top_n"]),
+    "/v1/score": ({"text_1": "q", "text_2": "d"}, ["text_1", "text_2"]),
 }  # fmt: skip
 
 ODD_NUMBERS = [2**70, -(2**70), 2**63, 2**64, -1, 0, 10**17, -(2**63) - 1, 1e300, -0.0]
@@ -386,9 +400,11 @@ def constrained(path: str, body: dict[str, Any]) -> dict[str, Any]:
     if path.startswith(("/v1/", "/tokenize", "/detokenize", "/api/generate", "/api/chat",
                         "/api/embed")):  # fmt: skip
         body["model"] = MODEL
-    if path in ("/v1/completions", "/v1/chat/completions"):
+    if path in ("/v1/completions", "/v1/chat/completions", "/v1/messages"):
         for key in ("max_tokens", "max_completion_tokens"):
             body[key] = short(body.get(key))
+    if path == "/v1/responses":
+        body["max_output_tokens"] = short(body.get("max_output_tokens"))
     if path in ("/api/generate", "/api/chat"):
         options = body.get("options")
         if options is None or isinstance(options, dict):
@@ -426,6 +442,10 @@ def assert_handled(method: str, path: str, response: httpx.Response) -> None:
         assert isinstance(message, str) and message, where
     elif kind.startswith("application/json"):
         json.loads(content)
+    elif kind.startswith("text/event-stream") and path in ("/v1/responses", "/v1/messages"):
+        # Their streams end with their own last event, and name errors by type.
+        assert content.endswith(b"\n\n"), where
+        assert b'"server_error"' not in content and b'"api_error"' not in content, where
     elif kind.startswith("text/event-stream"):
         assert content.endswith(b"data: [DONE]\n\n"), where
         assert b'"type":"server_error"' not in content, where
