@@ -223,6 +223,7 @@ def test_model_verbs_against_a_server(
     listed = ok("ls")
     assert listed.startswith("NAME") and name in listed and "gemma3:270m" in listed
     assert "architecture" in ok("show", name) and "llama" in ok("show", name)
+    assert "capabilities        completion, embedding" in ok("show", name)
     assert ok("show", name, "--modelfile").startswith("FROM ")
     assert name in ok("ps")
     ok("stop", name)

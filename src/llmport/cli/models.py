@@ -104,6 +104,7 @@ def show(
         ("context length", str(model_info.get(f"{arch}.context_length", ""))),
         ("embedding length", str(model_info.get(f"{arch}.embedding_length", ""))),
         ("quantization", details.get("quantization_level", "")),
+        ("capabilities", ", ".join(info.get("capabilities", []))),
     ]
     typer.echo("  Model")
     for key, value in rows:
