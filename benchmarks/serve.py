@@ -17,26 +17,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from common import free_port, running, stream_one
 from llmport.store.embedded import default_cache_dir, embedded_model_path
-
-GEMMA_EOG_IDS = ("1", "106")  # <eos>, <end_of_turn>: banned so every stream runs to length.
 
 
 @dataclass
@@ -48,69 +41,6 @@ class RunResult:
     @property
     def tokens_per_second(self) -> float:
         return self.num_tokens / self.seconds
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def running(command: list[str], ready_path: str, port: int, env: dict[str, str]) -> Iterator[str]:
-    base = f"http://127.0.0.1:{port}"
-    log_path = Path(tempfile.mkdtemp(prefix="bench-server-")) / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[0]} exited; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + ready_path, timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command[0]} not ready; see {log_path}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def stream_one(
-    client: httpx.AsyncClient, model: str, prompt: str, max_tokens: int
-) -> tuple[float, int, str | None]:
-    """(time to first text, text chunks, finish_reason) of one streaming completion."""
-    body = {
-        "model": model,
-        "prompt": prompt,
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": True,
-        "ignore_eos": True,
-        "logit_bias": dict.fromkeys(GEMMA_EOG_IDS, -100.0),
-    }
-    started = time.perf_counter()
-    ttft, num_chunks, reason = float("nan"), 0, None
-    async with client.stream("POST", "/v1/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            choices = json.loads(line[6:]).get("choices") or [{}]
-            if choices[0].get("text"):
-                if num_chunks == 0:
-                    ttft = time.perf_counter() - started
-                num_chunks += 1
-            reason = choices[0].get("finish_reason") or reason
-    return ttft, num_chunks, reason
 
 
 async def run_clients(
