@@ -26,6 +26,7 @@ from server_helpers import running_server
         (["--kv-cache-dtype", "q9"], "q8_0"),
         (["--gpu-memory-utilization", "0.9"], "no GPU"),
         (["--tool-call-parser", "nonsense"], "hermes"),
+        (["--reasoning-parser", "harmony"], "'deepseek_r1' or 'qwen3'"),
         (["--keep-alive", "soon"], "not a duration"),
         (["--memory-budget", "lots"], "not a size"),
         (["--max-num-seqs", "0"], "--max-num-seqs"),
