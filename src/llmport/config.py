@@ -85,6 +85,12 @@ class EngineConfig(BaseSettings):
         "a unified KV cache; none per sequence, where idle streams hold them. llama.cpp's "
         "256 sequences cap max_num_seqs plus these.",
     )
+    repack_weights: bool = Field(
+        default=True,
+        description="Let llama.cpp repack quantized weights for this CPU's fastest kernels "
+        "at load (faster prompts; a load takes longer and the weights are copied out of "
+        "the file's page cache).",
+    )
     kv_layout: Literal["auto", "unified", "per-seq"] = Field(
         default="auto",
         description="llama.cpp's KV cache: one pool of cells all sequences share "

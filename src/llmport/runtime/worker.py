@@ -10,6 +10,7 @@ busy, so a new request or an abort waits at most one step.
 from __future__ import annotations
 
 import logging
+import os
 from multiprocessing.connection import Connection
 
 from llmport.engine.protocol import WorkerEngine
@@ -64,6 +65,16 @@ def run_worker(conn: Connection, log_level: int) -> None:
         logger.info("the engine client went away; worker exits")
     finally:
         engine.close()
+    _exit_now(conn)
+
+
+def _exit_now(conn: Connection) -> None:
+    """End the process as soon as the engine has freed its memory: the server waits for
+    this exit before it loads the next model, and the interpreter's own teardown (every
+    module's finalizers) frees nothing that matters once the process is gone."""
+    conn.close()
+    logging.shutdown()
+    os._exit(0)
 
 
 def _serve(engine: WorkerEngine, conn: Connection) -> None:

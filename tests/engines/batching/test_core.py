@@ -347,8 +347,10 @@ def test_per_sequence_streams_run_a_full_load_without_preemption(tiny_model_path
         for output in engine.step():
             outputs.setdefault(output.request_id, []).append(output)
         assert not engine.scheduler.waiting  # a preempted sequence would wait again
-        running = {s.slot: s.num_computed_tokens for s in engine.scheduler.running}
-        assert {slot: high + 1 for slot, (_, high) in kv_holders(engine).items()} == running
+        cache = engine.scheduler.prefix_cache
+        expected = {s.slot: s.num_computed_tokens for s in engine.scheduler.running}
+        expected |= {slot: len(cache.token_ids(slot)) for slot in cache.slots}
+        assert {slot: high + 1 for slot, (_, high) in kv_holders(engine).items()} == expected
     results = {rid: joined(outs)[1] for rid, outs in outputs.items()}
     engine.close()
     roomy = make_engine(tiny_model_path, max_num_seqs=8)

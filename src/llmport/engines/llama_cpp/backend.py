@@ -10,6 +10,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Literal
 
@@ -65,6 +67,23 @@ def _init_process() -> None:
 _init_process()
 
 
+def _scan_eog(vocab: llama.llama_vocab_p, vocab_size: int) -> Future[frozenset[int]]:
+    """The end-of-generation tokens, found in a thread beside the context's allocation.
+
+    llama.cpp answers only per token, so the set costs a call for every token (Gemma:
+    262,144 calls, ~0.15 s); each call releases the GIL, as does the context's creation
+    that runs meanwhile, so the scan leaves a load's critical path.
+    """
+    future: Future[frozenset[int]] = Future()
+
+    def scan() -> None:
+        is_eog = llama.llama_vocab_is_eog
+        future.set_result(frozenset(t for t in range(vocab_size) if is_eog(vocab, t)))
+
+    threading.Thread(target=scan, name="llmport-eog-scan", daemon=True).start()
+    return future
+
+
 def supports_gpu_offload() -> bool:
     return bool(llama.llama_supports_gpu_offload())
 
@@ -80,6 +99,7 @@ class LlamaCppBackend:
         self._model = self._load_model(model_path, config)
         self._vocab = llama.llama_model_get_vocab(self._model)
         self._vocab_size = int(llama.llama_vocab_n_tokens(self._vocab))
+        self._eog_scan = _scan_eog(self._vocab, self._vocab_size)
         self._n_swa = int(llama.llama_model_n_swa(self._model))
         self._num_slots = config.num_slots
         self._kv_layout: Literal["unified", "per_seq"] = (
@@ -97,9 +117,6 @@ class LlamaCppBackend:
         self._init_batch(self._batch_size)
         self._pieces: dict[int, bytes] = {}
         self._embedding_size = int(llama.llama_model_n_embd_out(self._model))
-        self._eog_token_ids = frozenset(
-            t for t in range(self._vocab_size) if llama.llama_vocab_is_eog(self._vocab, t)
-        )
         self._bos_token = self._special_text(llama.llama_vocab_bos(self._vocab))
         self._eos_token = self._special_text(llama.llama_vocab_eos(self._vocab))
 
@@ -109,6 +126,7 @@ class LlamaCppBackend:
     def _load_model(model_path: Path, config: EngineConfig) -> llama.llama_model_p:
         params = llama.llama_model_default_params()
         params.n_gpu_layers = _gpu_layers(config.n_gpu_layers)
+        params.use_extra_bufts = config.repack_weights
         model = llama.llama_model_load_from_file(str(model_path).encode(), params)
         if not model:
             raise ModelLoadFailed(f"llama.cpp could not load {model_path} (see the log)")
@@ -150,6 +168,7 @@ class LlamaCppBackend:
         params.no_perf = True
         ctx = llama.llama_init_from_model(self._model, params)
         if not ctx:
+            self._eog_scan.result()  # it reads the vocabulary being freed
             llama.llama_model_free(self._model)
             raise ModelLoadFailed(
                 f"llama.cpp could not create a context of {num_kv_tokens} tokens "
@@ -207,7 +226,7 @@ class LlamaCppBackend:
 
     @property
     def eog_token_ids(self) -> frozenset[int]:
-        return self._eog_token_ids
+        return self._eog_scan.result()
 
     # -- text ----------------------------------------------------------------
 
@@ -333,6 +352,7 @@ class LlamaCppBackend:
             llama.llama_free(self._ctx)
             self._ctx = None
         if self._model:
+            self._eog_scan.result()  # it reads the vocabulary being freed
             llama.llama_model_free(self._model)
             self._model = None
 
