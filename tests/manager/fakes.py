@@ -38,6 +38,8 @@ def fake_spec(name: str, size: int = 100 * MiB) -> ModelSpec:
 class FakeConfig(BaseModel):
     max_num_seqs: int = 2
     max_model_len: int | None = None
+    #: vLLM on a GPU offers (1, 2); an engine that can only exit, ().
+    sleep_levels: tuple[int, ...] = ()
 
 
 def plan_fake(spec: ModelSpec, config: FakeConfig, budget_bytes: int) -> Plan:
@@ -60,14 +62,20 @@ FAKE_KIND = EngineKind(
 
 
 class FakeEngine:
-    """An EngineClient that answers every prompt with ``max_tokens`` pieces of "x"."""
+    """An EngineClient that answers every prompt with ``max_tokens`` pieces of "x"; it
+    sleeps and wakes as vLLM's sleep mode does (and refuses to generate asleep)."""
 
     _pids = itertools.count(1000)
 
     def __init__(self, target: LoadTarget, config: FakeConfig) -> None:
         self.target = target
         self.info = EngineInfo(vocab_size=100, max_model_len=4096, num_kv_tokens=4096,
-                               max_num_seqs=config.max_num_seqs, kind="fake")  # fmt: skip
+                               max_num_seqs=config.max_num_seqs, kind="fake",
+                               sleep_levels=list(config.sleep_levels))  # fmt: skip
+        self.sleep_level = 0
+        #: Every sleep and wake, in order: ("sleep", 1), ("wake", 2)...
+        self.calls: list[tuple[str, int]] = []
+        self.fail_wake = False
         self._pid = next(self._pids)
         self._crash: LlmportError | None = None
         self.num_requests = 0
@@ -86,7 +94,23 @@ class FakeEngine:
         self._crash = WorkerCrashed("the fake worker was killed by SIGKILL")
         self.tick.set()
 
+    async def sleep(self, level: int) -> None:
+        assert level in self.info.sleep_levels and level > self.sleep_level
+        assert self.num_requests == 0, "slept with requests in flight"
+        await asyncio.sleep(0.001)
+        self.sleep_level = level
+        self.calls.append(("sleep", level))
+
+    async def wake_up(self) -> None:
+        await asyncio.sleep(0.001)
+        self.calls.append(("wake", self.sleep_level))
+        if self.fail_wake:
+            raise ModelLoadFailed("the fake engine could not reload its weights")
+        self.sleep_level = 0
+
     async def generate(self, request: Request) -> AsyncIterator[Output]:
+        if self.sleep_level:
+            raise AssertionError("asked to generate while asleep")
         self.num_requests += 1
         try:
             for i in range(request.params.max_tokens or 1):

@@ -34,6 +34,9 @@ class EngineInfo(msgspec.Struct, kw_only=True):
     #: A reranker: an ``embed`` request returns its classifier's scores for the prompt
     #: (a query and document pair), not a normalized embedding.
     is_reranker: bool = False
+    #: The sleep levels the engine offers, shallowest first (vLLM on a GPU: 1 keeps the
+    #: weights in host memory and drops the KV cache, 2 drops both); empty: it cannot sleep.
+    sleep_levels: list[int] = msgspec.field(default_factory=list)
 
 
 class EngineStats(msgspec.Struct):
@@ -83,6 +86,15 @@ class EngineClient(Protocol):
         ...
 
     async def reset_prefix_cache(self) -> None: ...
+
+    async def sleep(self, level: int) -> None:
+        """Free memory without exiting, at ``level`` (one of ``info.sleep_levels``); only
+        while no request is in flight. ModelLoadFailed if the engine cannot."""
+        ...
+
+    async def wake_up(self) -> None:
+        """Undo ``sleep``: reload what it freed; ModelLoadFailed if that fails."""
+        ...
 
     def fail_requests(self, error: LlmportError) -> None:
         """End every request in flight with ``error`` and abort them in the engine."""

@@ -21,9 +21,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from llmport.engine.registry import EngineKind, EngineRegistry, MemoryEstimate, load_target
-from llmport.errors import InsufficientMemory, QueueFull, ServerShuttingDown
+from llmport.errors import InsufficientMemory, LlmportError, QueueFull, ServerShuttingDown
 from llmport.manager.budget import default_budget_bytes, format_size, parse_size
-from llmport.manager.eviction import needs_room, pick_victim
+from llmport.manager.eviction import Eviction, needs_room, next_eviction
 from llmport.manager.keep_alive import parse_keep_alive
 from llmport.manager.loaded import LoadedModel
 from llmport.manager.settings import ManagerSettings
@@ -60,6 +60,7 @@ class ModelManager:
         self._clock = clock
         self._loaded: dict[str, LoadedModel] = {}
         self._loads: dict[str, asyncio.Task[LoadedModel]] = {}
+        self._loading: dict[str, ModelSpec] = {}  # What each task of _loads brings.
         self._load_lock = asyncio.Lock()
         self._changed = asyncio.Event()  # A model went idle or left.
         self._num_in_flight: Counter[str] = Counter()
@@ -122,15 +123,19 @@ class ModelManager:
     async def _get(self, spec: ModelSpec, kind: EngineKind) -> LoadedModel:
         key = spec.key
         model = self._loaded.get(key)
-        if model is not None and model.engine.is_alive:
+        if model is not None and model.engine.is_alive and not model.sleep_level:
             return model
-        if model is not None:
+        if model is not None and not model.engine.is_alive:
             logger.warning("model %s: its worker died; loading it again", model.name)
             await self._unload(model)
+            model = None
         task = self._loads.get(key)
-        if task is None:
-            task = self._loads[key] = asyncio.create_task(self._load(spec, kind))
-            task.add_done_callback(lambda _: self._loads.pop(key, None))
+        if task is None:  # A sleeping model wakes; a missing one loads.
+            job = self._load(spec, kind) if model is None else self._wake(model)
+            task = self._loads[key] = asyncio.create_task(job)
+            self._loading[key] = spec
+            task.add_done_callback(lambda _: (self._loads.pop(key, None),
+                                              self._loading.pop(key, None)))  # fmt: skip
         # A waiter that gives up (client gone) must not cancel the load others share.
         return await asyncio.shield(task)
 
@@ -150,6 +155,7 @@ class ModelManager:
                 keep_alive=self.default_keep_alive,
                 last_used=self._clock(),
                 loaded_at=self._clock(),
+                sleep_levels=tuple(engine.info.sleep_levels),
             )
             self._loaded[model.key] = model
             logger.info(
@@ -162,8 +168,52 @@ class ModelManager:
             )
             return model
 
-    async def _make_room(self, name: str, memory: MemoryEstimate) -> None:
-        needed = memory.total_bytes
+    async def _wake(self, model: LoadedModel) -> LoadedModel:
+        """Wake a sleeping model (the ladder put it there), making room for what it takes
+        back; a failed wake unloads it and raises."""
+        async with self._load_lock:
+            model.num_active += 1  # Not a victim of its own wake.
+            try:
+                needed = model.memory.total_bytes - model.resident_bytes
+                await self._make_room(model.name, model.memory, needed, adds_model=False)
+                started = self._clock()
+                await model.engine.wake_up()
+            except BaseException:
+                model.num_active -= 1
+                await self._unload(model)
+                raise
+            model.num_active -= 1
+            model.sleep_level = 0
+            logger.info("woke %s in %.2fs", model.name, self._clock() - started)
+            return model
+
+    async def _evict(self, step: Eviction, name: str) -> None:
+        """One rung down the ladder for ``step.model``: deeper sleep, or unload."""
+        model, level = step
+        if level is None:
+            logger.info("unloading %s to make room for %s", model.name, name)
+            await self._unload(model)
+            return
+        logger.info("%s sleeps (level %d) to make room for %s", model.name, level, name)
+        try:
+            await model.engine.sleep(level)
+        except LlmportError as error:
+            logger.warning("%s could not sleep (%s); unloading it", model.name, error.message)
+            await self._unload(model)
+            return
+        model.sleep_level = level
+        self._changed.set()
+
+    async def _make_room(
+        self,
+        name: str,
+        memory: MemoryEstimate,
+        needed_bytes: int | None = None,
+        adds_model: bool = True,
+    ) -> None:
+        """Walk idle models down the eviction ladder until ``needed_bytes`` (default: the
+        whole estimate) fit beside the others, and one more model if ``adds_model``."""
+        needed = memory.total_bytes if needed_bytes is None else needed_bytes
         if needed > self.budget_bytes:
             raise InsufficientMemory(
                 f"model {name!r} needs about {format_size(needed)} (weights "
@@ -173,11 +223,11 @@ class ModelManager:
                 "--memory-budget"
             )
         max_loaded = self.settings.max_loaded_models
-        while needs_room(self._loaded.values(), needed, self.budget_bytes, max_loaded):
-            victim = pick_victim(self._loaded.values())
-            if victim is not None:
-                logger.info("unloading %s to make room for %s", victim.name, name)
-                await self._unload(victim)
+        models = self._loaded.values()
+        while needs_room(models, needed, self.budget_bytes, max_loaded, adds_model):
+            step = next_eviction(models, max_loaded, adds_model)
+            if step is not None:
+                await self._evict(step, name)
                 continue
             self._changed.clear()
             await self._changed.wait()  # Every model is busy: wait until one is idle.
@@ -208,6 +258,10 @@ class ModelManager:
 
     def loaded(self) -> list[LoadedModel]:
         return list(self._loaded.values())
+
+    def loading(self) -> list[ModelSpec]:
+        """Models whose first load is under way (not yet in ``loaded``)."""
+        return [spec for key, spec in self._loading.items() if key not in self._loaded]
 
     async def unload(self, spec: ModelSpec) -> bool:
         """Unload ``spec``'s model now if it is loaded and idle (Ollama's ``keep_alive: 0``)."""

@@ -45,8 +45,10 @@ from llmport.runtime.messages import (
     RequestFailed,
     ResetPrefixCache,
     Shutdown,
+    Sleep,
     Tokenize,
     ToWorker,
+    WakeUp,
     encoder,
     from_worker_decoder,
 )
@@ -194,6 +196,16 @@ class PipeEngineClient:
 
     async def reset_prefix_cache(self) -> None:
         self._send(ResetPrefixCache())
+
+    async def sleep(self, level: int) -> None:
+        reply = await self._call(lambda call_id: Sleep(call_id, level))
+        if reply.error is not None:
+            raise ModelLoadFailed(reply.error)
+
+    async def wake_up(self) -> None:
+        reply = await self._call(lambda call_id: WakeUp(call_id))
+        if reply.error is not None:
+            raise ModelLoadFailed(reply.error)
 
     async def close(self) -> None:
         """Stop the worker: politely, then by force."""

@@ -53,6 +53,17 @@ class Detokenize(msgspec.Struct, tag="detokenize"):
     token_ids: list[int]
 
 
+class Sleep(msgspec.Struct, tag="sleep"):
+    """Free memory at ``level`` of the engine's sleep levels (answered with a Reply)."""
+
+    call_id: int
+    level: int
+
+
+class WakeUp(msgspec.Struct, tag="wake_up"):
+    call_id: int
+
+
 class Reply(msgspec.Struct, tag="reply"):
     """The answer to the call with ``call_id`` (exactly one field is set)."""
 
@@ -96,6 +107,8 @@ ToWorker = (
     | GetStats
     | Tokenize
     | Detokenize
+    | Sleep
+    | WakeUp
 )
 FromWorker = Ready | Outputs | RequestFailed | LoadFailed | Reply
 

@@ -30,8 +30,10 @@ from llmport.runtime.messages import (
     RequestFailed,
     ResetPrefixCache,
     Shutdown,
+    Sleep,
     Tokenize,
     ToWorker,
+    WakeUp,
     encoder,
     to_worker_decoder,
 )
@@ -116,6 +118,22 @@ def _handle(engine: WorkerEngine, conn: Connection, message: ToWorker) -> None:
             _send(conn, Reply(message.call_id, text=engine.detokenize(message.token_ids)))
         except LlmportError as error:
             _send(conn, Reply(message.call_id, error=error.message))
+    elif isinstance(message, Sleep | WakeUp):
+        _send(conn, _sleep_or_wake(engine, message))
+
+
+def _sleep_or_wake(engine: WorkerEngine, message: Sleep | WakeUp) -> Reply:
+    """Engines that can sleep (vLLM on a GPU) have ``sleep(level)`` and ``wake_up()``."""
+    name = "sleep" if isinstance(message, Sleep) else "wake_up"
+    method = getattr(engine, name, None)
+    if method is None:
+        return Reply(message.call_id, error=f"this engine cannot {name.replace('_', ' ')}")
+    try:
+        method(message.level) if isinstance(message, Sleep) else method()
+    except Exception as error:  # The engine's own failure, reported to the manager.
+        logger.exception("%s failed", name)
+        return Reply(message.call_id, error=f"{name} failed: {error}")
+    return Reply(message.call_id, text="")
 
 
 def _step(engine: WorkerEngine, conn: Connection) -> None:

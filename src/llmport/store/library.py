@@ -140,7 +140,7 @@ def details(record: ModelRecord) -> dict[str, Any]:
     family = str(meta.get("architecture", ""))
     return {
         "parent_model": "",
-        "format": "gguf",
+        "format": str(meta.get("format") or "gguf"),
         "family": family,
         "families": [family] if family else None,
         "parameter_size": _parameter_size(int(meta.get("num_params", 0) or 0)),

@@ -13,6 +13,7 @@ import httpx
 import jsonschema
 import ollama
 import openai
+import psutil
 import pytest
 import transformers
 from vllm_server import API_KEY, auth
@@ -149,3 +150,66 @@ def test_sampling_options_reach_vllm(server: Server) -> None:
             model="hf", prompt="hello", max_tokens=8, temperature=0, stop=[stop]
         )
         assert cut.choices[0].finish_reason == "stop" and stop not in cut.choices[0].text
+
+
+def test_ps_and_models_show_engine_device_and_state(server: Server) -> None:
+    client = server.openai(api_key=API_KEY)
+    chat(client, "hf", stream=False)
+    chat(client, "gguf", stream=False)
+    loaded = httpx.get(f"{server.base_url}/api/ps", headers=auth()).json()["models"]
+    shown = {m["name"]: (m["engine"], m["device"], m["state"]) for m in loaded}
+    assert shown == {"hf": ("vllm", "cpu", "awake"), "gguf": ("llama_cpp", "cpu", "awake")}
+    assert {m["name"]: m["details"]["format"] for m in loaded} == {"hf": "hf", "gguf": "gguf"}
+    cards = httpx.get(f"{server.openai_url}/models", headers=auth()).json()["data"]
+    by_id = {c["id"]: c for c in cards}
+    assert (by_id["hf"]["engine"], by_id["hf"]["device"], by_id["hf"]["state"]) == (
+        "vllm",
+        "cpu",
+        "awake",
+    )
+    assert by_id["gguf"]["engine"] == "llama_cpp"
+
+
+def vllm_worker(server: Server) -> psutil.Process:
+    """The worker that runs vLLM (the only one with torch mapped)."""
+    for process in server.workers():
+        if any("libtorch" in m.path for m in process.memory_maps()):
+            return process
+    raise AssertionError("no vLLM worker")
+
+
+def test_kill_9_of_the_vllm_worker_fails_only_its_streams(server: Server) -> None:
+    url = f"{server.base_url}/v1/completions"
+    chat(server.openai(api_key=API_KEY), "hf", stream=False)  # Loaded (again, if evicted).
+    doomed = {"model": "hf", "prompt": "a", "max_tokens": 1500, "ignore_eos": True}
+    other = {"model": "gguf", "prompt": "b", "max_tokens": 2000, "ignore_eos": True}
+    with (
+        httpx.stream("POST", url, json={**doomed, "stream": True}, headers=auth()) as doomed_stream,
+        httpx.stream("POST", url, json={**other, "stream": True}, headers=auth()) as other_stream,
+    ):
+        doomed_lines, other_lines = doomed_stream.iter_lines(), other_stream.iter_lines()
+        next(doomed_lines), next(other_lines)
+        vllm_worker(server).kill()
+        events = [line for line in doomed_lines if line.startswith("data: ")]
+        assert events[-1] == "data: [DONE]"
+        error = json.loads(events[-2].removeprefix("data: "))["error"]
+        assert error["code"] == "worker_crashed" and "SIGKILL" in error["message"]
+        chunks = [json.loads(line[6:]) for line in other_lines if line.startswith("data: {")]
+        assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    again = httpx.post(url, json={**doomed, "max_tokens": 3}, headers=auth(), timeout=120)
+    assert again.status_code == 200, again.text
+    assert again.json()["usage"]["completion_tokens"] == 3
+
+
+def test_two_hf_models_alternate_under_a_budget_for_one(server: Server, hf_qwen2: Path) -> None:
+    """On a CPU the ladder's only rung is exit: each switch unloads the other HF model
+    and loads this one; the GGUF model stays."""
+    client = server.openai(api_key=API_KEY)
+    names = {"hf": "llama", str(hf_qwen2): "qwen2"}
+    for model in ("hf", str(hf_qwen2), "hf", str(hf_qwen2)):
+        text, reason = chat(client, model, stream=True)
+        assert text and reason == "length"
+        loaded = httpx.get(f"{server.base_url}/api/ps", headers=auth()).json()["models"]
+        hf_loaded = [m for m in loaded if m["details"]["format"] == "hf"]
+        assert [m["details"]["family"] for m in hf_loaded] == [names[model]]
+    assert len(list(p for p in server.workers() if p.is_running())) <= 3  # 2 + a spare.

@@ -72,11 +72,15 @@ async def ps(request: Request) -> dict[str, Any]:
         far = model.is_forever or expires >= FOREVER.timestamp()
         expires_at = _iso(FOREVER if far else datetime.fromtimestamp(expires, UTC))
         entry: dict[str, Any] = _tag(record)
+        info = model.engine.info
         entry.update(
             size=model.memory.total_bytes,
-            size_vram=0,
+            size_vram=0 if info.device == "cpu" else model.memory.total_bytes,
             expires_at=expires_at,
             context_length=model.max_model_len,
+            engine=info.kind,
+            device=info.device,
+            state=model.state,
         )
         models.append(entry)
     return {"models": models}

@@ -29,6 +29,7 @@ from llmport.api.state import app_state
 from llmport.api.streaming import DONE, sse, until_disconnect
 from llmport.config import RequestLimits
 from llmport.errors import LlmportError, ModelNotFound
+from llmport.manager.loaded import LoadedModel
 from llmport.types import GenerationRequest, SamplingParams, check_token_ids
 
 router = APIRouter(route_class=JsonRoute)
@@ -53,13 +54,18 @@ async def retrieve_model(model: str, request: Request) -> p.ModelCard:
 
 async def _model_cards(request: Request) -> dict[str, p.ModelCard]:
     state = app_state(request)
-    cards = {
-        m.name: p.ModelCard(id=m.name, max_model_len=m.max_model_len)
-        for m in state.manager.loaded()
-    }
+    cards = {m.name: _loaded_card(m) for m in state.manager.loaded()}
+    for spec in state.manager.loading():
+        cards.setdefault(spec.name, p.ModelCard(id=spec.name, state="loading"))
     for name in await asyncio.to_thread(state.resolver.names):
         cards.setdefault(name, p.ModelCard(id=name))
     return cards
+
+
+def _loaded_card(model: LoadedModel) -> p.ModelCard:
+    info = model.engine.info
+    return p.ModelCard(id=model.name, max_model_len=model.max_model_len, engine=info.kind,
+                       device=info.device, state=model.state)  # fmt: skip
 
 
 @router.post("/v1/completions", response_model=None)

