@@ -81,6 +81,8 @@ class FakeEngine:
         self.num_requests = 0
         self.is_closed = False
         self.tick = asyncio.Event()
+        self.exit_seconds = 0.0
+        self.events: list[str] = []
 
     @property
     def is_alive(self) -> bool:
@@ -148,6 +150,8 @@ class FakeEngine:
 
     async def close(self) -> None:
         self.is_closed = True
+        await asyncio.sleep(self.exit_seconds)  # The worker takes a while to exit.
+        self.events.append(f"exited {self.target.weight_files[0]}")
 
 
 class FakeRuntime:
@@ -158,6 +162,9 @@ class FakeRuntime:
         self.num_prepared = 0
         self.fail_next: LlmportError | None = None
         self.is_closed = False
+        #: How long each engine's worker takes to exit, and what happened in order.
+        self.exit_seconds = 0.0
+        self.events: list[str] = []
 
     def prepare(self) -> None:
         self.num_prepared += 1
@@ -166,11 +173,13 @@ class FakeRuntime:
         self, kind: str, target: LoadTarget, config: BaseModel, memory: MemoryEstimate
     ) -> FakeEngine:
         assert kind == "fake" and isinstance(config, FakeConfig)
-        await asyncio.sleep(0.01)  # A load takes a while: concurrent requests overlap it.
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
+        self.events.append(f"loading {target.weight_files[0]}")
+        await asyncio.sleep(0.01)  # A load takes a while: concurrent requests overlap it.
         engine = FakeEngine(target, config)
+        engine.exit_seconds, engine.events = self.exit_seconds, self.events
         self.engines.append(engine)
         return engine
 

@@ -85,6 +85,35 @@ def test_a_budget_for_one_evicts_the_least_recently_used_idle_model() -> None:
     run(body, budget_bytes=200 * MiB, max_loaded_models=0)  # a and b: 220.
 
 
+def test_a_swap_overlaps_the_old_workers_exit_when_only_the_count_is_full() -> None:
+    a, b = fake_spec("a"), fake_spec("b")
+
+    async def body(manager: ModelManager, runtime: FakeRuntime) -> None:
+        runtime.exit_seconds = 0.2
+        await generate(manager, a)
+        await generate(manager, b)  # a leaves for b (one model at a time)
+        # b loaded and answered while a's worker was still exiting.
+        assert [event.split()[0] for event in runtime.events] == ["loading", "loading"]
+        assert [m.name for m in manager.loaded()] == ["b"]
+        await asyncio.sleep(0.3)
+        assert [event.split()[0] for event in runtime.events][-1] == "exited"
+
+    run(body, max_loaded_models=1)
+
+
+def test_a_swap_waits_for_the_old_workers_exit_when_memory_is_short() -> None:
+    a, b = fake_spec("a"), fake_spec("b")
+
+    async def body(manager: ModelManager, runtime: FakeRuntime) -> None:
+        runtime.exit_seconds = 0.2
+        await generate(manager, a)
+        await generate(manager, b)  # 110 MiB each in a budget of 200: a must be gone
+        names = [event.split()[0] for event in runtime.events]
+        assert names == ["loading", "exited", "loading"]
+
+    run(body, budget_bytes=200 * MiB, max_loaded_models=0)
+
+
 def test_keep_alive_zero_and_the_timer_unload_and_a_request_cancels_the_timer() -> None:
     async def body(manager: ModelManager, runtime: FakeRuntime) -> None:
         await generate(manager, fake_spec("a"), keep_alive=0)

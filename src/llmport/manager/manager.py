@@ -61,6 +61,8 @@ class ModelManager:
         self._loaded: dict[str, LoadedModel] = {}
         self._loads: dict[str, asyncio.Task[LoadedModel]] = {}
         self._loading: dict[str, ModelSpec] = {}  # What each task of _loads brings.
+        # Models whose workers are exiting, and the memory each holds until it is gone.
+        self._leaving: dict[asyncio.Task[None], int] = {}
         self._load_lock = asyncio.Lock()
         self._changed = asyncio.Event()  # A model went idle or left.
         self._num_in_flight: Counter[str] = Counter()
@@ -192,7 +194,7 @@ class ModelManager:
         model, level = step
         if level is None:
             logger.info("unloading %s to make room for %s", model.name, name)
-            await self._unload(model)
+            self._unload_in_background(model)
             return
         logger.info("%s sleeps (level %d) to make room for %s", model.name, level, name)
         try:
@@ -224,7 +226,15 @@ class ModelManager:
             )
         max_loaded = self.settings.max_loaded_models
         models = self._loaded.values()
-        while needs_room(models, needed, self.budget_bytes, max_loaded, adds_model):
+        while needs_room(
+            models, needed + sum(self._leaving.values()), self.budget_bytes, max_loaded, adds_model
+        ):
+            if self._leaving and not needs_room(
+                models, needed, self.budget_bytes, max_loaded, adds_model
+            ):
+                # Only workers still exiting are in the way: wait for them, evict no more.
+                await asyncio.wait(list(self._leaving), return_when=asyncio.FIRST_COMPLETED)
+                continue
             step = next_eviction(models, max_loaded, adds_model)
             if step is not None:
                 await self._evict(step, name)
@@ -253,6 +263,23 @@ class ModelManager:
             del self._loaded[model.key]
         await model.engine.close()
         self._changed.set()
+
+    def _unload_in_background(self, model: LoadedModel) -> None:
+        """Unload without waiting for the worker's exit: the next load starts at once (a
+        swap overlaps the two) while the exiting worker's memory still counts against the
+        budget until it is gone. Only the count of loaded models frees up at once."""
+        model.cancel_expiry()
+        if self._loaded.get(model.key) is model:
+            del self._loaded[model.key]
+        task = asyncio.get_running_loop().create_task(model.engine.close())
+        self._leaving[task] = model.resident_bytes
+        task.add_done_callback(self._left)
+
+    def _left(self, task: asyncio.Task[None]) -> None:
+        self._leaving.pop(task, None)
+        self._changed.set()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("unloading a model failed: %s", task.exception())
 
     # -- queries and control -----------------------------------------------------------
 
@@ -296,6 +323,8 @@ class ModelManager:
             task.cancel()
         for model in list(self._loaded.values()):
             await self._unload(model)
+        if self._leaving:
+            await asyncio.wait(list(self._leaving))
         await self.runtime.close()
 
 
