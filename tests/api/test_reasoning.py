@@ -3,6 +3,7 @@ model whose answer is always ``ab</think>yes`` (``--reasoning-parser deepseek_r1
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,9 @@ import pytest
 
 from dialect_models import ANSWER, REASONING, WEATHER_SCHEMA, write_reasoning_model
 from server_helpers import Server, running_server
+
+#: A loaded machine may take a while over a model's first load.
+post = functools.partial(httpx.post, timeout=60)
 
 ASK: list[Any] = [{"role": "user", "content": "Is it?"}]
 RAW = f"{REASONING}</think>{ANSWER}"
@@ -144,6 +148,6 @@ def test_ollama_think_whole_and_streamed(server: Server, model: str) -> None:
         assert (off.message.thinking, off.message.content) == (None, RAW)
         generated = client.generate(model=model, prompt="Is it?", think=True)
         assert (generated.thinking, generated.response) == (REASONING, ANSWER)
-        bad = httpx.post(f"{server.base_url}/api/chat",
+        bad = post(f"{server.base_url}/api/chat",
                          json={"model": model, "messages": ASK, "think": "extreme"})  # fmt: skip
         assert bad.status_code == 400 and "think" in bad.json()["error"]

@@ -5,6 +5,7 @@ with generation on one engine; every bad input is a 400."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ import pytest
 
 from dialect_models import RERANK_TEMPLATE, write_reasoning_model, write_reranker_model
 from server_helpers import Server, running_server
+
+#: A loaded machine may take a while over a model's first load.
+post = functools.partial(httpx.post, timeout=60)
 
 QUERY = "which fruit is red?"
 DOCUMENTS = ["an apple", "a banana", "the sky", "some grapes", "a lemon", "a fig", "a plum x"]
@@ -42,7 +46,7 @@ def expected_scores(
     for document in documents:
         prompt = RERANK_TEMPLATE.format(query=QUERY, document=document)
         body = {"model": model, "prompt": prompt}
-        tokens = httpx.post(f"{server.base_url}/tokenize", json=body).json()["tokens"]
+        tokens = post(f"{server.base_url}/tokenize", json=body).json()["tokens"]
         out.append(float(table[tokens[-1]]))
     return out
 
@@ -53,7 +57,7 @@ def test_rerank_orders_by_the_models_scores(
     expected = expected_scores(server, reranker, DOCUMENTS)
     assert len(set(expected)) == len(DOCUMENTS)  # Distinct, so the order is meaningful.
     body = {"model": reranker[0], "query": QUERY, "documents": DOCUMENTS}
-    answer = httpx.post(f"{server.base_url}/v1/rerank", json=body).json()
+    answer = post(f"{server.base_url}/v1/rerank", json=body).json()
     results = answer["results"]
     assert [r["index"] for r in results] == sorted(
         range(len(DOCUMENTS)), key=lambda i: expected[i], reverse=True
@@ -62,7 +66,7 @@ def test_rerank_orders_by_the_models_scores(
         assert result["relevance_score"] == pytest.approx(expected[result["index"]], abs=1e-5)
         assert result["document"] == {"text": DOCUMENTS[result["index"]]}
     assert answer["usage"]["total_tokens"] > len(DOCUMENTS) * 5
-    short = httpx.post(
+    short = post(
         f"{server.base_url}/rerank",
         json={**body, "documents": [{"text": d} for d in DOCUMENTS], "top_n": 2,
               "return_documents": False},
@@ -75,11 +79,11 @@ def test_score_gives_each_pair_in_order(
 ) -> None:
     expected = expected_scores(server, reranker, DOCUMENTS[:3])
     body = {"model": reranker[0], "text_1": QUERY, "text_2": DOCUMENTS[:3]}
-    data = httpx.post(f"{server.base_url}/v1/score", json=body).json()["data"]
+    data = post(f"{server.base_url}/v1/score", json=body).json()["data"]
     assert [d["index"] for d in data] == [0, 1, 2]
     assert [d["score"] for d in data] == pytest.approx(expected, abs=1e-5)
     pairwise = {"model": reranker[0], "text_1": [QUERY] * 2, "text_2": DOCUMENTS[:2]}
-    data = httpx.post(f"{server.base_url}/v1/score", json=pairwise).json()["data"]
+    data = post(f"{server.base_url}/v1/score", json=pairwise).json()["data"]
     assert [d["score"] for d in data] == pytest.approx(expected[:2], abs=1e-5)
 
 
@@ -122,7 +126,7 @@ def test_show_says_what_each_model_can_do(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     def capabilities(model: str) -> list[str]:
-        shown = httpx.post(f"{server.base_url}/api/show", json={"model": model}).json()
+        shown = post(f"{server.base_url}/api/show", json={"model": model}).json()
         found: list[str] = shown["capabilities"]
         return found
 
@@ -155,6 +159,6 @@ def test_bad_requests_are_4xx(
 ) -> None:  # fmt: skip
     names = {"TINY": str(tiny_model_path), "RERANKER": reranker[0]}
     body = {k: names.get(v, v) if isinstance(v, str) else v for k, v in body.items()}
-    response = httpx.post(f"{server.base_url}{path}", json=body)
+    response = post(f"{server.base_url}{path}", json=body)
     assert 400 <= response.status_code < 500, response.text
     assert says in response.json()["error"]["message"]

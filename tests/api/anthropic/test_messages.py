@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,10 @@ import pytest
 from dialect_models import TOOL_TEMPLATE, WEATHER_SCHEMA
 from server_helpers import Server, running_server
 from tiny_model import write_tiny_model
+
+#: A loaded machine may take a while over a model's first load.
+post = functools.partial(httpx.post, timeout=60)
+get = functools.partial(httpx.get, timeout=60)
 
 KEY = "sk-test"
 TOOLS: list[dict[str, Any]] = [
@@ -142,13 +147,13 @@ def test_tool_use_round_trip_whole_and_streamed(
                                           "parameters": t["input_schema"]}}
         for t in TOOLS
     ]  # fmt: skip
-    tokenized = httpx.post(
+    tokenized = post(
         f"{server.base_url}/tokenize",
         json={"model": str(model), "messages": openai_messages, "tools": openai_tools},
         headers={"Authorization": f"Bearer {KEY}"},
     ).json()
     assert counted.input_tokens == tokenized["count"]
-    text = httpx.post(
+    text = post(
         f"{server.base_url}/detokenize",
         json={"model": str(model), "tokens": tokenized["tokens"]},
         headers={"Authorization": f"Bearer {KEY}"},
@@ -195,15 +200,13 @@ def test_errors_have_anthropics_shape(
         [1, 2],
     ]  # fmt: skip
     for body in bad_bodies:
-        response = httpx.post(
-            f"{server.base_url}/v1/messages", json=body, headers={"x-api-key": KEY}
-        )
+        response = post(f"{server.base_url}/v1/messages", json=body, headers={"x-api-key": KEY})
         assert response.status_code == 400, (body, response.text)
         error = response.json()
         assert error == {"type": "error", "error": {
             "type": "invalid_request_error", "message": error["error"]["message"]}}  # fmt: skip
         assert error["error"]["message"]
-    response = httpx.post(
+    response = post(
         f"{server.base_url}/v1/messages/count_tokens", content=b"{", headers={"x-api-key": KEY}
     )
     assert response.status_code == 400 and response.json()["type"] == "error"
@@ -216,4 +219,4 @@ def test_a_wrong_key_is_401_in_anthropics_shape(server: Server, model: Path) -> 
     ):
         client.messages.create(model=str(model), max_tokens=1, messages=ASK)
     assert caught.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
-    assert httpx.get(f"{server.base_url}/v1/models", headers={"x-api-key": KEY}).status_code == 200
+    assert get(f"{server.base_url}/v1/models", headers={"x-api-key": KEY}).status_code == 200

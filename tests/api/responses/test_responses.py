@@ -4,6 +4,7 @@ responses continued by ``previous_response_id``, GET and DELETE by id."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,9 @@ import pytest
 from dialect_models import TOOL_TEMPLATE, WEATHER_SCHEMA
 from server_helpers import Server, running_server
 from tiny_model import write_tiny_model
+
+#: A loaded machine may take a while over a model's first load.
+post = functools.partial(httpx.post, timeout=60)
 
 TOOLS: list[Any] = [{"type": "function", "name": "get_weather", "description": "Weather",
                      "parameters": WEATHER_SCHEMA}]  # fmt: skip
@@ -37,7 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, model: Path) -> Iterator[Se
 
 def prompt_tokens(server: Server, model: Path, messages: list[Any], tools: Any = None) -> int:
     body = {"model": str(model), "messages": messages, "tools": tools}
-    count: int = httpx.post(f"{server.base_url}/tokenize", json=body).json()["count"]
+    count: int = post(f"{server.base_url}/tokenize", json=body).json()["count"]
     return count
 
 
@@ -201,7 +205,7 @@ def test_json_schema_text_format_is_enforced(server: Server, model: Path) -> Non
 )  # fmt: skip
 def test_bad_requests_answer_openai_4xx(server: Server, model: Path, body: dict[str, Any]) -> None:
     body = {k: (str(model) if v == "MODEL" else v) for k, v in body.items()}
-    response = httpx.post(f"{server.openai_url}/responses", json=body)
+    response = post(f"{server.openai_url}/responses", json=body)
     assert 400 <= response.status_code < 500, response.text
     error = response.json()["error"]
     assert error["message"] and error["type"] == "invalid_request_error"

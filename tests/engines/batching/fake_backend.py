@@ -62,7 +62,7 @@ class GreedySampler:
     def __init__(self, backend: FakeBackend) -> None:
         self.backend = backend
 
-    def sample(self, row: FloatMatrix) -> int:
+    def sample(self, output_index: int, row: FloatMatrix) -> int:
         return int(np.argmax(row))
 
     def close(self) -> None:

@@ -34,11 +34,10 @@ class DecodeBatch(NamedTuple):
 class TokenSampler(Protocol):
     """A per-sequence sampling chain with its own state (penalty history, RNG)."""
 
-    def sample(self, row: FloatMatrix) -> int:
-        """Pick a token from ``row`` (this step's logits for the sequence) and accept it.
-
-        The row, not llama.cpp's output buffer: an embedding pass later in the same step
-        overwrites that buffer."""
+    def sample(self, output_index: int, row: FloatMatrix) -> int:
+        """Pick a token for output ``output_index`` of the last decode, whose logits are
+        ``row``, and accept it. (An embedding pass after that decode overwrites
+        llama.cpp's output buffer: then only ``row`` holds them.)"""
         ...
 
     def close(self) -> None: ...

@@ -52,12 +52,12 @@ def _sample_one(logits: FloatMatrix, site: SampleSite) -> int:
     row = logits[site.row]
     sampler = site.seq.sampler
     if sampler is not None:
-        token_id = sampler.sample(row)
+        token_id = sampler.sample(site.batch_index, row)
         if grammar is not None and not grammar.allows(token_id):
             # Masking the whole vocabulary costs milliseconds: only when the pick breaks
             # the grammar. (The chain saw the refused token too: penalties count it.)
             grammar.mask(row)  # The chain samples this same row.
-            token_id = sampler.sample(row)
+            token_id = sampler.sample(site.batch_index, row)
     else:
         token_id = int(np.argmax(row))
         if grammar is not None and not grammar.allows(token_id):

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -116,6 +117,7 @@ class LlamaCppBackend:
         self._batch_size = int(llama.llama_n_ubatch(self._ctx))
         self._init_batch(self._batch_size)
         self._pieces: dict[int, bytes] = {}
+        self._buffer = OutputBuffer()
         self._embedding_size = int(llama.llama_model_n_embd_out(self._model))
         self._bos_token = self._special_text(llama.llama_vocab_bos(self._vocab))
         self._eos_token = self._special_text(llama.llama_vocab_eos(self._vocab))
@@ -286,6 +288,7 @@ class LlamaCppBackend:
         self._outputs[:num_tokens] = batch.is_output
         self._batch.n_tokens = num_tokens
         status = llama.llama_decode(self._ctx, self._batch)
+        self._buffer.holds_logits = status == 0
         if status == 1:
             raise KvCacheFull(f"no KV cells for {num_tokens} tokens")
         if status != 0:
@@ -309,6 +312,7 @@ class LlamaCppBackend:
             return np.ctypeslib.as_array(pointer, shape=shape).copy()
         finally:
             llama.llama_set_embeddings(self._ctx, False)
+            self._buffer.holds_logits = False
 
     def _scores(self, slot: int) -> list[float]:
         pointer = llama.llama_get_embeddings_seq(self._ctx, slot)
@@ -342,7 +346,7 @@ class LlamaCppBackend:
         return low, int(llama.llama_memory_seq_pos_max(self._memory, slot))
 
     def new_sampler(self, params: SamplingParams, seed: int) -> LlamaSampler:
-        return LlamaSampler(self._ctx, self._vocab_size, params, seed)
+        return LlamaSampler(self._ctx, self._vocab_size, params, seed, self._buffer)
 
     def new_grammar(self, gbnf: str) -> LlamaGrammar:
         return LlamaGrammar(self._vocab, self._vocab_size, gbnf)
@@ -357,6 +361,14 @@ class LlamaCppBackend:
             self._model = None
 
 
+@dataclass
+class OutputBuffer:
+    """What llama.cpp's output buffer holds: the last decode's logits, or (after an
+    embedding pass) embeddings. Shared by a backend and its samplers."""
+
+    holds_logits: bool = False
+
+
 #: llama.cpp's ``llama_token_data`` (id, logit, p), as a numpy record.
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
@@ -365,17 +377,28 @@ class LlamaSampler:
     """A llama.cpp sampler chain: logit bias, penalties, truncation, temperature, draw."""
 
     def __init__(
-        self, ctx: llama.llama_context_p, vocab_size: int, params: SamplingParams, seed: int
+        self,
+        ctx: llama.llama_context_p,
+        vocab_size: int,
+        params: SamplingParams,
+        seed: int,
+        buffer: OutputBuffer,
     ) -> None:
         self._ctx = ctx
+        self._buffer = buffer
         self._chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
         history = int(llama.llama_n_ctx(ctx))
         for stage in _chain_stages(vocab_size, params, seed, history):
             llama.llama_sampler_chain_add(self._chain, stage)
 
-    def sample(self, row: FloatMatrix) -> int:
-        """What ``llama_sampler_sample`` does, from ``row`` instead of the context's buffer
-        (which an embedding pass of the same step overwrites)."""
+    def sample(self, output_index: int, row: FloatMatrix) -> int:
+        if self._buffer.holds_logits:  # llama.cpp's own loop, over its own buffer
+            return int(llama.llama_sampler_sample(self._chain, self._ctx, output_index))
+        return self._sample_row(row)
+
+    def _sample_row(self, row: FloatMatrix) -> int:
+        """What ``llama_sampler_sample`` does, from ``row`` (a copy the engine kept before
+        an embedding pass overwrote the context's buffer)."""
         data = np.empty(len(row), dtype=_TOKEN_DATA)
         data["id"] = np.arange(len(row), dtype=np.int32)
         data["logit"] = row
