@@ -137,7 +137,8 @@ def test_full_queue_is_503_with_retry_after(server: Server, gemma_model_path: Pa
     # Gemma is slow enough here that a 3000-token answer is surely still running.
     model = str(gemma_model_path)
     long = {"model": model, "prompt": "a", "max_tokens": 3000, "stream": True, "ignore_eos": True}
-    with httpx.stream("POST", f"{server.base_url}/v1/completions", json=long) as stream:
+    url = f"{server.base_url}/v1/completions"
+    with httpx.stream("POST", url, json=long, timeout=120) as stream:
         assert stream.status_code == 200
         lines = stream.iter_lines()  # Kept: a dropped iterator closes the connection.
         next(lines)  # The long request holds the only sequence.
