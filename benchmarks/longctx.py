@@ -182,8 +182,10 @@ def completion(prompt: str, max_tokens: int) -> tuple[str, dict[str, Any]]:
 
 
 def chat(system: str, user: str, max_tokens: int) -> tuple[str, dict[str, Any]]:
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    return "/v1/chat/completions", {**sampling(max_tokens), "messages": messages}
+    """A chat as plain text on ``/v1/completions``: the servers' chat templates differ for
+    this GGUF (llama-server falls back to ChatML, whose markers are not tokens of Gemma's
+    vocabulary), so a chat endpoint would not give both the same prompt."""
+    return completion(f"{system}\n\nUser: {user}\nAssistant:", max_tokens)
 
 
 @dataclass
