@@ -418,6 +418,28 @@ def test_a_shared_prefix_with_a_finished_sequence_is_not_recomputed(layout: str)
 
 
 @pytest.mark.parametrize("layout", ["unified", "per_seq"])
+def test_prompts_that_arrive_together_prefill_their_shared_prefix_once(layout: str) -> None:
+    """Chats with one system prompt sent at once: the first prefills it, pausing at its
+    end; the others wait, copy it, and prefill only their own part."""
+    rng = random.Random(13)
+    harness = Harness(max_num_batched_tokens=32, max_num_seqs=6, kv_layout=layout)
+    system = tokens(rng, 40)
+    chats = [harness.add([*system, *tokens(rng, 8)], max_tokens=3) for _ in range(5)]
+    harness.run()
+    computed = sum(c.num_tokens for chunks in harness.steps for c in chunks)
+    # 40 shared + 5 x 8 own prompt tokens, and 2 fed-back outputs each (3 sampled).
+    assert computed == 40 + 5 * 8 + 5 * 2
+    assert [c.num_cached_tokens for c in chats] == [0, 40, 40, 40, 40]
+    first_chunks = chunks_of(harness.steps, chats[0])
+    assert (
+        first_chunks[0].num_tokens == 32
+        and first_chunks[1].start + first_chunks[1].num_tokens == 40
+    )
+    harness.check_outputs()
+    harness.check_drained()
+
+
+@pytest.mark.parametrize("layout", ["unified", "per_seq"])
 def test_a_prefix_is_shared_with_a_running_sequence(layout: str) -> None:
     rng = random.Random(7)
     harness = Harness(max_num_batched_tokens=64, kv_layout=layout)

@@ -109,3 +109,27 @@ def test_shared_prefix_is_reused_on_a_sliding_window_model(
     assert usage is not None
     assert usage.prompt_tokens >= 500
     assert usage.prompt_tokens - usage.cached_tokens < 50
+
+
+@pytest.mark.parametrize("layout", KV_LAYOUTS)
+def test_chats_sent_together_share_a_system_prompt_longer_than_the_window(
+    gemma_model_path: Path, layout: str
+) -> None:
+    """Past Gemma's 512-token sliding window the shared part can be copied only while the
+    first prefill stands at its end: the followers get it, and answer as if alone."""
+    system = " ".join(f"rule {i}: be brief." for i in range(120))  # about 720 tokens
+    prompts = [f"{system}\nUser: {question}\nAssistant:" for question in ("hi", "why", "how")]
+    engine = make_engine(gemma_model_path, max_num_seqs=4, kv_layout=layout)
+    for i, prompt in enumerate(prompts):
+        engine.add_request(request(str(i), prompt, max_tokens=6, ignore_eos=True))
+    together = run_all(engine)
+    engine.close()
+    usages = [together[str(i)][-1].usage for i in range(3)]
+    assert all(u is not None for u in usages)
+    assert usages[0].cached_tokens == 0  # type: ignore[union-attr]
+    assert all(u.cached_tokens >= 700 for u in usages[1:])  # type: ignore[union-attr]
+    for i, prompt in enumerate(prompts[1:], start=1):
+        alone = make_engine(gemma_model_path, kv_layout=layout)
+        alone.add_request(request("x", prompt, max_tokens=6, ignore_eos=True))
+        assert joined(run_all(alone)["x"])[1] == joined(together[str(i)])[1]
+        alone.close()

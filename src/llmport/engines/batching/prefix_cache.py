@@ -56,7 +56,7 @@ class PrefixCache:
         best: PrefixMatch | None = None
         candidates = [*self._entries.items(), *((s, np.asarray(t, np.int32)) for s, t in running)]
         for slot, cached in candidates:
-            length = _common_prefix_len(query, cached)
+            length = common_prefix_len(query, cached)
             is_longer = length and (best is None or length > best.num_tokens)
             if is_longer and self.kv.backend.can_reuse_prefix(slot, length):
                 best = PrefixMatch(slot, length)
@@ -82,7 +82,8 @@ class PrefixCache:
             pass
 
 
-def _common_prefix_len(a: np.ndarray, b: np.ndarray) -> int:
+def common_prefix_len(a: np.ndarray, b: np.ndarray) -> int:
+    """How many leading tokens two token arrays share."""
     n = min(len(a), len(b))
     if n == 0:
         return 0

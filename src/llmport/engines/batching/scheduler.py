@@ -18,9 +18,13 @@ from typing import NamedTuple
 
 from llmport.engines.batching.backend import KvCacheFull
 from llmport.engines.batching.kv import KvPolicy
-from llmport.engines.batching.prefix_cache import PrefixCache
+from llmport.engines.batching.prefix_cache import PrefixCache, common_prefix_len
 from llmport.engines.batching.sequence import Sequence, SequenceStatus
 from llmport.types import FinishReason
+
+#: A waiting prompt that shares at least this many tokens with a prompt still being
+#: prefilled waits for that prefill and copies its KV instead of computing it again.
+MIN_SHARED_PREFILL = 32
 
 
 class ScheduledChunk(NamedTuple):
@@ -58,6 +62,11 @@ class Scheduler:
         self.running: list[Sequence] = []
         self._num_preempted = 0
         self._refused: list[ScheduledChunk] = []
+        # This step's prefills that waiting prompts share: where each leader's chunk
+        # stops (so its KV holds exactly the shared part when a follower copies it), and
+        # the followers that wait for it.
+        self._share_points: dict[int, list[int]] = {}
+        self._followers: set[int] = set()
 
     @property
     def has_unfinished(self) -> bool:
@@ -81,6 +90,7 @@ class Scheduler:
         if not self.running:
             self._num_preempted = 0  # nothing left to thrash against
         self.kv.begin_plan()
+        self._find_shared_prefills()
         budget = self._schedule_running(chunks, self.max_num_batched_tokens)
         self._schedule_waiting(chunks, budget)
         # Slot order: llama.cpp batches consecutive per-sequence streams together.
@@ -94,6 +104,10 @@ class Scheduler:
             if seq.status is not SequenceStatus.RUNNING or budget == 0:
                 continue
             num_tokens = min(seq.num_uncomputed_tokens, budget)
+            for point in self._share_points.get(seq.seq_id, ()):
+                if point > seq.num_computed_tokens:
+                    num_tokens = min(num_tokens, point - seq.num_computed_tokens)
+                    break
             if not self._make_room(num_tokens, chunks, seq):
                 continue
             self._book(chunks, seq, num_tokens)
@@ -105,7 +119,7 @@ class Scheduler:
         deferred: list[Sequence] = []
         while self._can_admit_more(budget):
             seq = self.waiting[0]
-            if self._has_prefilling_sibling(seq):
+            if seq.seq_id in self._followers or self._has_prefilling_sibling(seq):
                 deferred.append(self.waiting.popleft())
                 continue
             if not self._admit(seq):
@@ -126,6 +140,30 @@ class Scheduler:
         assert seq.slot is not None
         self.kv.plan(seq.slot, num_tokens)
         chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_tokens))
+
+    def _find_shared_prefills(self) -> None:
+        """Which waiting prompts (those that could start soon) share a long prefix with a
+        prompt still being prefilled, and where that prefill should pause for them.
+
+        Sixteen chats with one system prompt then prefill it once, not sixteen times; the
+        pause matters for sliding-window layers, which keep only the last window of a
+        sequence, so the shared part is copied before the leader moves past it.
+        """
+        self._share_points.clear()
+        self._followers.clear()
+        leaders = [s for s in self.running if s.num_computed_tokens < s.num_prompt_tokens]
+        if not leaders:
+            return
+        for seq in list(self.waiting)[: self.max_num_seqs]:
+            query = seq.prompt_array[:-1]
+            for leader in leaders:
+                shared = common_prefix_len(query, leader.prompt_array)
+                if shared >= MIN_SHARED_PREFILL and shared > leader.num_computed_tokens:
+                    self._followers.add(seq.seq_id)
+                    self._share_points.setdefault(leader.seq_id, []).append(shared)
+                    break
+        for points in self._share_points.values():
+            points.sort()
 
     def _has_prefilling_sibling(self, seq: Sequence) -> bool:
         """Choices of one request (n > 1) wait for the first one's prefill, then share

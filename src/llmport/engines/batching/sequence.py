@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
 import time
+
+import numpy as np
+import numpy.typing as npt
 
 from llmport.engines.batching.backend import TokenFilter, TokenSampler
 from llmport.engines.batching.detokenizer import IncrementalDetokenizer
@@ -81,6 +85,11 @@ class Sequence:
     @property
     def output_token_ids(self) -> list[int]:
         return self.token_ids[self.num_prompt_tokens :]
+
+    @functools.cached_property
+    def prompt_array(self) -> npt.NDArray[np.int32]:
+        """The prompt's token ids as an array (for prefix comparisons)."""
+        return np.asarray(self.token_ids[: self.num_prompt_tokens], dtype=np.int32)
 
     def computed_token_ids(self) -> list[int]:
         return self.token_ids[: self.num_computed_tokens]

@@ -112,6 +112,11 @@ class LlamaCppBackend:
         if self._kv_layout == "per_seq":
             stream = int(llama.llama_n_ctx_seq(self._ctx))
             self._max_model_len = min(self._max_model_len, stream)
+            logger.info("KV cache: %d per-sequence streams of %d tokens", self._num_slots, stream)
+        else:
+            logger.info(
+                "KV cache: unified, %d tokens for %d slots", self._num_kv_tokens, self._num_slots
+            )
         self._memory = llama.llama_get_memory(self._ctx)
         # llama.cpp clamps n_batch to n_ctx (and n_ubatch to n_batch): read it back.
         self._batch_size = int(llama.llama_n_ubatch(self._ctx))
