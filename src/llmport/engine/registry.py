@@ -69,6 +69,9 @@ class EngineKind:
     create: Factory
     #: Imports a worker does while it waits as a spare, so a load pays only the load.
     warm_up: Callable[[], None] = lambda: None
+    #: False: load in a fresh worker that imported no other kind's libraries (vLLM's torch
+    #: runs 13x slower beside llama.cpp's OpenMP runtime in one process).
+    uses_spare: bool = True
 
 
 class EngineRegistry:

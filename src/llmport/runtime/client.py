@@ -68,12 +68,12 @@ class WorkerProcess:
     keeps one spare so a model swap pays only the load.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, warm_up: bool = True) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._process = context.Process(
             target=run_worker,
-            args=(child, logging.getLogger().getEffectiveLevel()),
+            args=(child, logging.getLogger().getEffectiveLevel(), warm_up),
             name="llmport-worker",
             daemon=True,
         )

@@ -11,6 +11,7 @@ import asyncio
 from pydantic import BaseModel
 
 from llmport.engine.registry import LoadTarget, MemoryEstimate
+from llmport.engines.kinds import default_registry
 from llmport.runtime.client import PipeEngineClient, WorkerProcess
 
 
@@ -27,6 +28,8 @@ class LocalRuntime:
     async def start(
         self, kind: str, target: LoadTarget, config: BaseModel, memory: MemoryEstimate
     ) -> PipeEngineClient:
+        if not default_registry().get(kind).uses_spare:  # A clean process of its own.
+            return await WorkerProcess(warm_up=False).load(kind, target, config)
         worker, self._spare = self._spare, None
         if worker is None or not worker.is_alive:
             worker = self._spawn()

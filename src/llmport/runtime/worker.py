@@ -42,12 +42,13 @@ from llmport.types import Output
 logger = logging.getLogger(__name__)
 
 
-def run_worker(conn: Connection, log_level: int) -> None:
+def run_worker(conn: Connection, log_level: int, warm_up: bool = True) -> None:
     """Process entry point (spawned): import, wait for Load, say Ready, serve until Shutdown."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     registry = default_registry()
-    for kind in registry.kinds():  # A spare imports its libraries before any load.
-        kind.warm_up()
+    for kind in registry.kinds() if warm_up else []:  # A spare imports before any load.
+        if kind.uses_spare:
+            kind.warm_up()
     try:
         load = to_worker_decoder.decode(conn.recv_bytes())
     except (EOFError, OSError):

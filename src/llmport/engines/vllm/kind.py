@@ -113,4 +113,5 @@ VLLM = EngineKind(
     config_class=VllmConfig,
     plan=plan_if_installed,
     create=create,
+    uses_spare=False,
 )
