@@ -68,8 +68,11 @@ def find_hf_folder(name: str, allow_paths: bool) -> Path | None:
     cached snapshot of a repository id; None when it is neither."""
     if allow_paths:
         path = Path(os.path.expanduser(name))
-        if path.is_dir() and is_hf_folder(path):
-            return path.absolute()
+        try:
+            if path.is_dir() and is_hf_folder(path):
+                return path.absolute()
+        except OSError:  # a name no file system holds (too long, say): not a folder
+            pass
     repo = repo_id_of(name)
     if repo is None:
         return None
