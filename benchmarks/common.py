@@ -36,7 +36,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(command: list[str], ready_path: str, port: int, env: dict[str, str]) -> Iterator[Server]:
+def server(
+    command: list[str], ready_path: str, port: int, env: dict[str, str], ready_seconds: float = 180
+) -> Iterator[Server]:
     """Start ``command``, wait until ``ready_path`` answers 200, stop it (SIGINT, then
     SIGKILL) on the way out, and kill whatever of its descendants outlived it."""
     base = f"http://127.0.0.1:{port}"
@@ -44,7 +46,7 @@ def server(command: list[str], ready_path: str, port: int, env: dict[str, str]) 
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + ready_seconds
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"{command[0]} exited; see {log_path}")
@@ -74,9 +76,11 @@ def server(command: list[str], ready_path: str, port: int, env: dict[str, str]) 
 
 
 @contextlib.contextmanager
-def running(command: list[str], ready_path: str, port: int, env: dict[str, str]) -> Iterator[str]:
+def running(
+    command: list[str], ready_path: str, port: int, env: dict[str, str], ready_seconds: float = 180
+) -> Iterator[str]:
     """``server`` for callers that need only the base URL."""
-    with server(command, ready_path, port, env) as started:
+    with server(command, ready_path, port, env, ready_seconds) as started:
         yield started.base
 
 

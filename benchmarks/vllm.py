@@ -17,21 +17,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from common import free_port, running, stream_request
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,62 +47,6 @@ class RunResult:
         return statistics.median(self.ttfts)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def running(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
-    """Start a server, wait until its model answers, stop it (SIGINT) on the way out."""
-    base = f"http://127.0.0.1:{port}"
-    log_path = Path(tempfile.mkdtemp(prefix="bench-vllm-")) / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[:4]} exited; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/v1/models", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command[:4]} not ready; see {log_path}")
-            time.sleep(0.5)
-        yield base
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def stream_one(
-    client: httpx.AsyncClient, prompt: str, max_tokens: int
-) -> tuple[float, int, str | None]:
-    """(time to first text, text chunks, finish_reason) of one streaming completion."""
-    body = {"model": "bench", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
-            "stream": True, "ignore_eos": True}  # fmt: skip
-    started = time.perf_counter()
-    ttft, num_chunks, reason = float("nan"), 0, None
-    async with client.stream("POST", "/v1/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            choices = json.loads(line[6:]).get("choices") or [{}]
-            if num_chunks == 0 and "text" in choices[0]:
-                ttft = time.perf_counter() - started
-            num_chunks += 1
-            reason = choices[0].get("finish_reason") or reason
-    return ttft, num_chunks, reason
-
-
 async def run_clients(base: str, num_clients: int, max_tokens: int, run_id: int) -> RunResult:
     # Unique from the first token per run, so no server answers from its prefix cache.
     prompts = [f"{run_id * 1000 + i} hello world, the quick brown fox {i * 7919}"
@@ -114,12 +54,19 @@ async def run_clients(base: str, num_clients: int, max_tokens: int, run_id: int)
     limits = httpx.Limits(max_connections=num_clients + 4)
     async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as client:
         started = time.perf_counter()
-        results = await asyncio.gather(*(stream_one(client, p, max_tokens) for p in prompts))
+        results = await asyncio.gather(
+            *(stream_request(client, "/v1/completions", _body(p, max_tokens)) for p in prompts)
+        )
         seconds = time.perf_counter() - started
-    reasons = {reason for _, _, reason in results}
+    reasons = {result.finish_reason for result in results}
     if reasons != {"length"}:
         raise RuntimeError(f"streams ended with {reasons}, not all 'length'")
-    return RunResult(seconds, [ttft for ttft, _, _ in results], num_clients * max_tokens)
+    return RunResult(seconds, [result.ttft for result in results], num_clients * max_tokens)
+
+
+def _body(prompt: str, max_tokens: int) -> dict[str, object]:
+    return {"model": "bench", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+            "ignore_eos": True}  # fmt: skip
 
 
 def measure(base: str, args: argparse.Namespace) -> RunResult:
@@ -164,7 +111,7 @@ def main() -> None:
     print(f"{'server':16} {'tokens/s':>9} {'TTFT p50':>9} {'TTFT max':>9}")
     rows: dict[str, RunResult] = {}
     for name, command, port in commands(args, model):
-        with running(command, port, env) as base:
+        with running(command, "/v1/models", port, env, ready_seconds=600) as base:
             rows[name] = result = measure(base, args)
         print(f"{name:16} {result.tokens_per_second:9.1f} {result.ttft_p50:8.3f}s "
               f"{max(result.ttfts):8.3f}s")  # fmt: skip
