@@ -62,15 +62,15 @@ def test_hf_and_gguf_answer_through_one_port_interleaved(server: Server) -> None
 
 
 def test_ollama_client_chats_with_both_engines(server: Server) -> None:
-    client = ollama.Client(host=server.base_url, headers=auth())
-    for model in ("hf", "gguf", "hf"):
-        whole = client.chat(model=model, messages=ASK, options={"num_predict": 6})
-        assert whole.message.content and whole.done_reason == "length"
-        parts = list(client.chat(model=model, messages=ASK, stream=True,
-                                 options={"num_predict": 6}))  # fmt: skip
-        assert parts[-1].done and "".join(p.message.content or "" for p in parts)
-        generated = client.generate(model=model, prompt="hello", options={"num_predict": 4})
-        assert generated.eval_count == 4
+    with ollama.Client(host=server.base_url, headers=auth()) as client:  # no socket left
+        for model in ("hf", "gguf", "hf"):
+            whole = client.chat(model=model, messages=ASK, options={"num_predict": 6})
+            assert whole.message.content and whole.done_reason == "length"
+            parts = list(client.chat(model=model, messages=ASK, stream=True,
+                                     options={"num_predict": 6}))  # fmt: skip
+            assert parts[-1].done and "".join(p.message.content or "" for p in parts)
+            generated = client.generate(model=model, prompt="hello", options={"num_predict": 4})
+            assert generated.eval_count == 4
 
 
 def test_chat_is_rendered_with_the_tokenizers_own_template(server: Server, hf_llama: Path) -> None:
