@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
@@ -136,3 +137,21 @@ async def stream_one(
     }
     result = await stream_request(client, "/v1/completions", body)
     return result.ttft, result.num_chunks, result.finish_reason
+
+
+@dataclass
+class RunResult:
+    """One timed batch of concurrent streams: its wall time, each stream's TTFT, and the
+    output tokens it produced."""
+
+    seconds: float
+    ttfts: list[float]
+    num_tokens: int
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.num_tokens / self.seconds
+
+    @property
+    def ttft_p50(self) -> float:
+        return statistics.median(self.ttfts)

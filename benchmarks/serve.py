@@ -23,24 +23,12 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from common import free_port, running, stream_one
+from common import RunResult, free_port, running, stream_one
 from llmport.store.embedded import default_cache_dir, embedded_model_path
-
-
-@dataclass
-class RunResult:
-    seconds: float
-    ttfts: list[float]
-    num_tokens: int
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.num_tokens / self.seconds
 
 
 async def run_clients(

@@ -18,33 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from common import free_port, running, stream_request
+from common import RunResult, free_port, running, stream_request
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class RunResult:
-    seconds: float
-    ttfts: list[float]
-    num_tokens: int
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.num_tokens / self.seconds
-
-    @property
-    def ttft_p50(self) -> float:
-        return statistics.median(self.ttfts)
 
 
 async def run_clients(base: str, num_clients: int, max_tokens: int, run_id: int) -> RunResult:

@@ -12,19 +12,11 @@ import jsonschema
 import ollama
 import pytest
 
+from dialect_models import TOOL_TEMPLATE
 from server_helpers import Server, running_server
 from tiny_model import write_tiny_model
 
-TEMPLATE = (
-    "{% for m in messages %}"
-    "{% if m.role == 'assistant' and m.tool_calls %}"
-    "{% for c in m.tool_calls %}<tool_call>{{ c.function | tojson }}</tool_call>{% endfor %}"
-    "{% elif m.role == 'tool' %}<tool_response id={{ m.tool_call_id }}>{{ m.content }}"
-    "</tool_response>"
-    "{% else %}{{ m.role }}: {{ m.content }}{% endif %}\n{% endfor %}"
-    "{% if tools %}TOOLS {{ tools | tojson }}\n{% endif %}"
-    "{% if add_generation_prompt %}assistant:{% endif %}"
-)
+TEMPLATE = TOOL_TEMPLATE
 TOOLS: list[dict[str, Any]] = [
     {"type": "function", "function": {"name": "get_weather", "parameters": {
         "type": "object",
