@@ -46,10 +46,6 @@ class KvPolicy(ABC):
     def num_free_slots(self) -> int:
         return len(self._free_slots)
 
-    @property
-    def used_slots(self) -> list[int]:
-        return sorted(self._num_tokens)
-
     def num_tokens(self, slot: int) -> int:
         return self._num_tokens[slot]
 
