@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +189,30 @@ class FakeRuntime:
 
 def load_failure() -> ModelLoadFailed:
     return ModelLoadFailed("the fake engine could not load the model")
+
+
+def run_manager(
+    body: Callable[[Any, FakeRuntime], Awaitable[Any]],
+    budget_bytes: int,
+    settings: Any,
+    engine_configs: dict[str, BaseModel] | None = None,
+) -> FakeRuntime:
+    """Run ``body(manager, runtime)`` over a ModelManager on the fake kind and runtime,
+    closing the manager at the end; returns the runtime for inspection."""
+    from llmport.engine.registry import EngineRegistry
+    from llmport.manager.manager import ModelManager
+
+    runtime = FakeRuntime()
+
+    async def main() -> None:
+        manager = ModelManager(
+            settings, EngineRegistry([FAKE_KIND]), runtime,
+            engine_configs=engine_configs, budget_bytes=budget_bytes,
+        )  # fmt: skip
+        try:
+            await body(manager, runtime)
+        finally:
+            await manager.close()
+
+    asyncio.run(main())
+    return runtime

@@ -7,10 +7,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from fakes import FAKE_KIND, FakeConfig, FakeEngine, FakeRuntime, MiB, fake_spec
+from fakes import FakeConfig, FakeEngine, FakeRuntime, MiB, fake_spec, run_manager
 from test_manager_seams import generate
 
-from llmport.engine.registry import EngineRegistry, MemoryEstimate
+from llmport.engine.registry import MemoryEstimate
 from llmport.errors import ModelLoadFailed
 from llmport.manager.eviction import Eviction, needs_room, next_eviction
 from llmport.manager.loaded import LoadedModel
@@ -19,21 +19,8 @@ from llmport.manager.settings import ManagerSettings
 
 
 def run(body: Any, budget_bytes: int, sleep_levels: tuple[int, ...] = (1, 2)) -> FakeRuntime:
-    runtime = FakeRuntime()
-
-    async def main() -> None:
-        manager = ModelManager(
-            ManagerSettings(max_loaded_models=0), EngineRegistry([FAKE_KIND]), runtime,
-            engine_configs={"fake": FakeConfig(sleep_levels=sleep_levels)},
-            budget_bytes=budget_bytes,
-        )  # fmt: skip
-        try:
-            await body(manager, runtime)
-        finally:
-            await manager.close()
-
-    asyncio.run(main())
-    return runtime
+    configs = {"fake": FakeConfig(sleep_levels=sleep_levels)}
+    return run_manager(body, budget_bytes, ManagerSettings(max_loaded_models=0), configs)
 
 
 def engine_of(runtime: FakeRuntime, name: str) -> FakeEngine:

@@ -11,9 +11,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from fakes import FAKE_KIND, FakeRuntime, MiB, fake_spec, load_failure
+from fakes import FakeRuntime, MiB, fake_spec, load_failure, run_manager
 
-from llmport.engine.registry import EngineRegistry
 from llmport.errors import (
     InsufficientMemory,
     ModelLoadFailed,
@@ -32,20 +31,7 @@ def run(
     budget_bytes: int = 1 << 40,
     **settings: Any,
 ) -> FakeRuntime:
-    runtime = FakeRuntime()
-
-    async def main() -> None:
-        manager = ModelManager(
-            ManagerSettings(**settings), EngineRegistry([FAKE_KIND]), runtime,
-            budget_bytes=budget_bytes,
-        )  # fmt: skip
-        try:
-            await body(manager, runtime)
-        finally:
-            await manager.close()
-
-    asyncio.run(main())
-    return runtime
+    return run_manager(body, budget_bytes, ManagerSettings(**settings))
 
 
 async def generate(
