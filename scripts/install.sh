@@ -45,7 +45,7 @@ if [ "${1:-}" = "--dev" ]; then
         elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
             sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
         else
-            echo "chromium is missing (apt-get install chromium): the web UI tests will be skipped"
+            echo "chromium is missing (apt-get install chromium): the web UI tests fail without it (LLMPORT_SKIP_BROWSER_TESTS=1 skips them)"
         fi
     fi
 else
