@@ -6,7 +6,8 @@ download model files, on 127.0.0.1 in a background thread:
 - ``HEAD``/``GET /{repo_id}/resolve/{revision}/{filename}``: ETag (sha256 for LFS files, git
   blob sha1 otherwise, quoted), X-Linked-Etag/X-Linked-Size for LFS, X-Repo-Commit,
   Content-Length, Accept-Ranges; ``Range`` answers 206 with Content-Range (416 if unsatisfiable).
-- ``GET /api/models/{repo_id}[/revision/{revision}]`` (``?blobs=True`` adds size, blobId, lfs).
+- ``GET /api/models/{repo_id}[/revision/{revision}]`` (``?blobs=True`` adds size, blobId, lfs;
+  ``library_name`` is gguf or transformers, by the files).
 - ``GET /api/models/{repo_id}/tree/{revision}[/{path}][?recursive=True]``.
 - ``POST /api/models/{repo_id}/paths-info/{revision}`` (form field ``paths``, repeated).
 
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 
 _API = re.compile(r"^/api/models/([^/]+(?:/[^/]+)?)(?:/(revision|tree|paths-info)/([^/]+)(/.*)?)?$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+#: What the Hub's .gitattributes stores in LFS (the binaries a model repo holds).
+_LFS_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".gguf", ".model", ".h5"})
 
 
 @dataclass
@@ -134,6 +137,14 @@ class FakeHub:
         with self._lock:
             files = self._repos.setdefault(repo_id, {}).setdefault(revision, {})
             files[filename] = _File(data, lfs)
+
+    def add_folder(self, repo_id: str, folder: Path, revision: str = "main") -> None:
+        """Register every file under ``folder`` (a model saved by transformers, say); weights
+        and other binaries are LFS files, as the Hub stores them, the rest plain git files."""
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            name = path.relative_to(folder).as_posix()
+            self.add_file(repo_id, name, path.read_bytes(), lfs=path.suffix in _LFS_SUFFIXES,
+                          revision=revision)  # fmt: skip
 
     def commit_sha(self, repo_id: str, revision: str = "main") -> str:
         """The fake commit of a revision: a sha1 of its content, stable across runs."""
@@ -287,7 +298,8 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 blobs = query.get("blobs", ["False"])[0].lower() == "true"
                 siblings = [_sibling(name, f, blobs) for name, f in sorted(files.items())]
                 body = {"id": repo_id, "modelId": repo_id, "sha": sha, "private": False}
-                body.update(siblings=siblings, tags=["gguf"], library_name="gguf")
+                library = "gguf" if any(n.endswith(".gguf") for n in files) else "transformers"
+                body.update(siblings=siblings, tags=[library], library_name=library)
             self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
         def _resolve(self, repo_id: str, rev: str, filename: str) -> None:

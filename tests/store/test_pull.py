@@ -13,7 +13,7 @@ from huggingface_hub import close_session, constants
 
 from fake_hub import FakeHub
 from llmport.errors import ChecksumMismatch, InsufficientStorage, InvalidParameter, ModelNotFound
-from llmport.store import pull as pull_module
+from llmport.store import download as download_module
 from llmport.store.pull import Progress, pull
 from llmport.store.refs import resolve_model
 from llmport.store.registry import Registry
@@ -50,7 +50,7 @@ def hub(
         for name, data in repo_files.items():
             hub.add_file(REPO, name, data, lfs=name.endswith(".gguf"))
         hub.patch_client(monkeypatch, tmp_path / "hf")
-        monkeypatch.setattr(pull_module.time, "sleep", lambda _: None)
+        monkeypatch.setattr(download_module.time, "sleep", lambda _: None)
         yield hub
         close_session()
 
@@ -185,7 +185,7 @@ def test_not_enough_disk_is_refused_before_downloading(
     hub: FakeHub, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     usage = shutil.disk_usage("/")
-    monkeypatch.setattr(pull_module.shutil, "disk_usage", lambda _: usage._replace(free=1000))
+    monkeypatch.setattr(download_module.shutil, "disk_usage", lambda _: usage._replace(free=1000))
     with pytest.raises(InsufficientStorage, match="GiB free"):
         pull(f"hf.co/{REPO}:F16", registry)
     assert downloads(hub, "tiny-F16.gguf") == []

@@ -84,7 +84,11 @@ def choose_files(ref: HfRef, filenames: list[str]) -> tuple[str, list[str]]:
     """(quant, files to fetch) for ``ref``; ModelNotFound lists the quants the repo has."""
     files = gguf_files(filenames)
     if not files:
-        raise ModelNotFound(f"{ref.repo_id} has no GGUF files", param="model")
+        raise ModelNotFound(
+            f"{ref.repo_id} has no GGUF files"
+            + ("" if ref.quant else " (nor safetensors weights with a config.json)"),
+            param="model",
+        )
     if ref.quant is None:
         quant = next((q for q in DEFAULT_QUANTS if q in files), sorted(files)[0])
     else:
