@@ -18,6 +18,7 @@ from llmport.models.resolver import Resolver
 from llmport.store import download as download_module
 from llmport.store.pull import Progress, pull
 from llmport.store.registry import Registry
+from tiny_model import write_tiny_model
 
 REPO = "tester/tiny-st"
 SHARDS = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
@@ -176,3 +177,14 @@ def test_an_index_naming_a_missing_shard_is_refused(hub: FakeHub, registry: Regi
     hub.add_file(REPO, "model.safetensors.index.json", json.dumps(index).encode(), lfs=False)
     with pytest.raises(PullFailed, match="does not have"):
         pull(f"hf.co/{REPO}", registry)
+
+
+def test_a_repo_with_both_formats_gives_gguf_unless_safetensors_are_preferred(
+    hub: FakeHub, registry: Registry, tmp_path: Path
+) -> None:
+    hub.add_file(REPO, "tiny-Q8_0.gguf", write_tiny_model(tmp_path / "t.gguf").read_bytes())
+    assert pull(f"hf.co/{REPO}", registry).metadata["quant"] == "Q8_0"
+    assert not (repo_cache() / "snapshots" / hub.commit_sha(REPO) / "config.json").exists()
+    record = pull(f"hf.co/{REPO}", registry, prefer_safetensors=True)  # --engine vllm
+    assert record.metadata["format"] == "safetensors"
+    assert (repo_cache() / "snapshots" / hub.commit_sha(REPO) / "config.json").exists()

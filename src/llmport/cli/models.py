@@ -75,11 +75,16 @@ def _progress_lines(events: Any) -> None:
 
 
 def list_models() -> None:
-    """List the models this server has (NAME, ID, SIZE, MODIFIED)."""
+    """List the models this server has (NAME, ID, SIZE, FORMAT, MODIFIED): GGUF files for
+    llama.cpp, safetensors models (the Hugging Face cache's) for vLLM."""
     with Client() as client:
         models = client.request("GET", "/api/tags")["models"]
-    rows = [(m["name"], m["digest"][:12], _size(m["size"]), _ago(m["modified_at"])) for m in models]
-    _table(("NAME", "ID", "SIZE", "MODIFIED"), rows)
+    rows = [
+        (m["name"], m["digest"][:12], _size(m["size"]), str(m["details"].get("format", "")),
+         _ago(m["modified_at"]))
+        for m in models
+    ]  # fmt: skip
+    _table(("NAME", "ID", "SIZE", "FORMAT", "MODIFIED"), rows)
 
 
 def show(

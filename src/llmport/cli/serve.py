@@ -18,9 +18,10 @@ from pydantic_settings import BaseSettings
 from llmport.cli.flags import load_settings, settings_flags
 from llmport.config import KV_CACHE_DTYPES, EngineConfig, RequestLimits, ServerSettings
 from llmport.engines.vllm.config import KV_CACHE_DTYPES as VLLM_KV_CACHE_DTYPES
-from llmport.engines.vllm.config import VllmConfig, VllmFlags, check_flags, device
+from llmport.engines.vllm.config import VllmConfig, VllmFlags, check_flags, device, is_installed
 from llmport.errors import LlmportError, UnsupportedOption
 from llmport.manager.settings import ManagerSettings
+from llmport.models.engine_choice import EngineChoice, ForcedEngine
 from llmport.models.resolver import Resolver
 from llmport.store.embedded import default_cache_dir
 from llmport.store.refs import ModelSources
@@ -30,6 +31,7 @@ PANELS: dict[str, type[BaseSettings]] = {
     "Server": ServerSettings,
     "Engine (each model)": EngineConfig,
     "vLLM engine (Hugging Face models)": VllmFlags,
+    "Engine choice": EngineChoice,
     "Models in memory": ManagerSettings,
     "Request limits": RequestLimits,
 }
@@ -56,7 +58,8 @@ def serve(
         limits = load_settings(RequestLimits, given)
         _check_engine(engine)
         _check_gpu(engine)
-        aliases, preload = _preload_names(models or [], server.served_model_name)
+        forced = _forced_engine(load_settings(EngineChoice, given))
+        aliases, preload = _preload_names(models or [], server.served_model_name, forced)
         templates = _chat_templates(server.chat_template, [*aliases, *preload])
         keep = None if "keep_alive" in given else math.inf
         sock = _bind(server.host, server.port)
@@ -66,7 +69,7 @@ def serve(
     if kv_note:
         logging.getLogger(__name__).warning("%s", kv_note)
     sources = ModelSources(server.models_dir, server.accepts_model_paths)
-    resolver = Resolver(default_cache_dir(), aliases, sources)
+    resolver = Resolver(default_cache_dir(), aliases, sources, forced)
     _run(server, {"llama_cpp": engine, "vllm": vllm}, manager_settings, resolver, limits,
          {name: keep for name in preload}, sock, templates)  # fmt: skip
 
@@ -120,10 +123,26 @@ def _check_gpu(engine: EngineConfig) -> None:
         )
 
 
-def _preload_names(models: list[str], names: list[str]) -> tuple[dict[str, str], list[str]]:
+def _forced_engine(choice: EngineChoice) -> ForcedEngine | None:
+    """``--engine``'s kind with the formats the registry says it loads; None for auto."""
+    if choice.kind_name is None:
+        return None
+    from llmport.engines.kinds import default_registry
+
+    if choice.kind_name == "vllm" and not is_installed():
+        raise UnsupportedOption(
+            "--engine vllm: vLLM is not installed (pip install 'llmport[vllm]')"
+        )
+    return ForcedEngine(choice.engine, default_registry().get(choice.kind_name).formats)
+
+
+def _preload_names(
+    models: list[str], names: list[str], forced: ForcedEngine | None = None
+) -> tuple[dict[str, str], list[str]]:
     """Aliases from --served-model-name (name -> what the command line named), and the
-    names to load at start. Every model named must exist (checked now, not later)."""
-    resolver = Resolver(default_cache_dir())
+    names to load at start. Every model named must exist, and load on a forced engine
+    (checked now, not later)."""
+    resolver = Resolver(default_cache_dir(), forced=forced)
     for model in models:
         resolver.resolve_now(model)
     if not names:

@@ -85,6 +85,23 @@ def find_hf_folder(name: str, allow_paths: bool) -> Path | None:
     return folder if is_hf_folder(folder) else None
 
 
+def cached_repo_ids() -> list[str]:
+    """Repository ids whose current snapshot (``refs/main``) in the Hugging Face cache is a
+    model folder: what ``pull``, ``hf download`` or vLLM itself left there."""
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE)
+    found = []
+    for repo in sorted(cache.glob("models--*--*")):
+        try:
+            commit = (repo / "refs" / "main").read_text().strip()
+            if commit and "/" not in commit and is_hf_folder(repo / "snapshots" / commit):
+                found.append(repo.name.removeprefix("models--").replace("--", "/", 1))
+        except OSError:  # A repo without refs/main, or one another process is writing.
+            continue
+    return [repo for repo in found if _REPO_ID.match(repo)]
+
+
 def read_hf_info(folder: Path) -> HFInfo:
     """Read ``config.json``, the tokenizer's config and every safetensors header."""
     config = _json(folder / "config.json")

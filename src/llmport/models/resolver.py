@@ -12,12 +12,15 @@ GGUF header reads are disk work), so a name means the same thing everywhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import threading
 from pathlib import Path
 
-from llmport.errors import InvalidParameter, ModelNotFound
-from llmport.models.hf import HFInfo, find_hf_folder, read_hf_info, repo_id_of
+from llmport.errors import InvalidParameter, LlmportError, ModelNotFound
+from llmport.models.engine_choice import ForcedEngine
+from llmport.models.hf import HFInfo, cached_repo_ids, find_hf_folder, read_hf_info, repo_id_of
 from llmport.models.spec import ModelSpec
 from llmport.store.embedded import EMBEDDED_MODEL_NAME
 from llmport.store.gguf_info import GGUFInfo, read_gguf_info
@@ -27,6 +30,7 @@ from llmport.store.registry import ModelFile, ModelRecord
 
 #: GGUF headers kept (keyed by path, size and mtime, so an edited file is read again).
 MAX_CACHED_HEADERS = 64
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Resolver:
@@ -37,11 +41,15 @@ class Resolver:
         home: Path,
         aliases: dict[str, str] | None = None,
         sources: ModelSources | None = None,
+        forced: ForcedEngine | None = None,
     ) -> None:
         self.home = home
         self.aliases = dict(aliases or {})
         self.sources = sources or ModelSources()
-        self.library = Library(home, self.sources, read_info=self.gguf_info)
+        self.forced = forced
+        prefers_hf = forced is not None and forced.prefers_hf
+        self.library = Library(home, self.sources, read_info=self.gguf_info,
+                               prefer_safetensors=prefers_hf)  # fmt: skip
         # What the command line named is trusted: paths allowed whatever clients may do.
         trusted = ModelSources(self.sources.models_dir, allow_paths=True)
         self._trusted = Library(home, trusted, read_info=self.gguf_info)
@@ -54,7 +62,12 @@ class Resolver:
         return await asyncio.to_thread(self.resolve_now, name)
 
     def resolve_now(self, name: str) -> ModelSpec:
-        """The spec for ``name``; raises ModelNotFound (with a hint) or InvalidModelFile."""
+        """The spec for ``name``; raises ModelNotFound (with a hint), InvalidModelFile, or
+        UnsupportedOption where ``--engine`` forces an engine that cannot load it."""
+        spec = self._resolve(name)
+        return spec if self.forced is None else self.forced.check(spec)
+
+    def _resolve(self, name: str) -> ModelSpec:
         if not isinstance(name, str) or not name.strip():
             raise InvalidParameter("model must be a non-empty string", param="model")
         target = self.aliases.get(name)
@@ -64,11 +77,14 @@ class Resolver:
                 return self._hf_spec(name, folder, "alias")
             return self._spec(name, self._trusted.record(target), "alias")
         record = find_record(name, self.home)
-        if record is not None:
+        prefers_hf = self.forced is not None and self.forced.prefers_hf
+        if record is not None and not prefers_hf:
             return self._spec(name, record, "registry")
         folder = find_hf_folder(name, self.sources.allow_paths)
-        if folder is not None:
+        if folder is not None:  # Where a GGUF pull is registered too: vLLM was forced.
             return self._hf_spec(name, folder, "path" if os.path.isdir(name) else "hf_cache")
+        if record is not None:
+            return self._spec(name, record, "registry")
         try:  # Embedded, models folder or path (if allowed).
             record = self.library.record(name)
         except ModelNotFound:
@@ -86,11 +102,25 @@ class Resolver:
         return self._spec(name, record, "models_dir" if in_folder else "path")
 
     def names(self) -> list[str]:
-        """Every name worth listing: aliases, the embedded default, registered names, and
-        the models folder's."""
+        """Every name worth listing: aliases, the embedded default, registered names, the
+        models folder's, and the Hugging Face cache's models (``hf.co/org/name``)."""
         registered = [r.name for r in self.library.registry.list()]
         folder = self.sources.names()
-        return list(dict.fromkeys([*self.aliases, EMBEDDED_MODEL_NAME, *registered, *folder]))
+        cached = [f"hf.co/{repo}" for repo in cached_repo_ids()]
+        return list(
+            dict.fromkeys([*self.aliases, EMBEDDED_MODEL_NAME, *registered, *folder, *cached])
+        )
+
+    def hf_cache_records(self) -> list[ModelRecord]:
+        """A record (format ``safetensors``) for each model in the Hugging Face cache, as
+        ``list`` shows them; a folder that cannot be read is left out."""
+        records = []
+        for repo in cached_repo_ids():
+            folder = find_hf_folder(repo, allow_paths=False)
+            if folder is not None:
+                with contextlib.suppress(LlmportError, OSError):
+                    records.append(self._hf_spec(f"hf.co/{repo}", folder, "hf_cache").record)
+        return records
 
     def gguf_info(self, path: Path) -> GGUFInfo:
         """The header of ``path``, read once per version of the file."""
@@ -121,13 +151,13 @@ class Resolver:
 
     def _hf_spec(self, name: str, folder: Path, source: str) -> ModelSpec:
         info = self.hf_info(folder)
-        files = [ModelFile(str(p), "", p.stat().st_size) for p in info.safetensors]
+        files = [ModelFile(str(p), _blob_sha256(p), p.stat().st_size) for p in info.safetensors]
         record = ModelRecord(
             name=name,
             source=str(folder),
             files=files,
             metadata={
-                "format": "hf",
+                "format": "safetensors",
                 "architecture": info.architecture,
                 "context_length": info.context_length,
                 "embedding_length": info.hidden_size,
@@ -150,3 +180,9 @@ class Resolver:
             record=record,
             gguf=self.gguf_info(path),
         )
+
+
+def _blob_sha256(path: Path) -> str:
+    """A file's sha256 where the Hugging Face cache names its blob by it (else "")."""
+    name = path.resolve().name
+    return name if _SHA256.match(name) else ""

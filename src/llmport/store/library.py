@@ -31,11 +31,14 @@ class Library:
         home: Path,
         sources: ModelSources | None = None,
         read_info: Callable[[Path], GGUFInfo] = read_gguf_info,
+        prefer_safetensors: bool = False,
     ) -> None:
         self.home = home
         self.sources = sources or ModelSources()
         self.registry = Registry(home)
         self._read_info = read_info
+        #: Pull a repo's safetensors where it also has GGUF files (``--engine vllm``).
+        self.prefer_safetensors = prefer_safetensors
 
     def record(self, name: str) -> ModelRecord:
         """The record behind any name a user may type; ModelNotFound otherwise."""
@@ -67,7 +70,7 @@ class Library:
             raise InvalidParameter(
                 f"cannot pull {ref!r}: pull hf.co/USER/REPO[:QUANT] references", param="model"
             )
-        return pull(ref, self.registry, report)
+        return pull(ref, self.registry, report, prefer_safetensors=self.prefer_safetensors)
 
     def put(self, record: ModelRecord, name: str) -> ModelRecord:
         """Register ``record`` (its files and settings) under ``name``."""

@@ -46,14 +46,21 @@ __all__ = ["Progress", "ProgressCallback", "metadata_of", "pull"]
 logger = logging.getLogger(__name__)
 
 
-def pull(text: str, registry: Registry, report: ProgressCallback | None = None) -> ModelRecord:
-    """Fetch ``hf.co/USER/REPO[:QUANT]`` (the files it needs); register a GGUF pull."""
+def pull(
+    text: str,
+    registry: Registry,
+    report: ProgressCallback | None = None,
+    prefer_safetensors: bool = False,
+) -> ModelRecord:
+    """Fetch ``hf.co/USER/REPO[:QUANT]`` (the files it needs); register a GGUF pull. A repo
+    with both formats gives GGUF files, or with ``prefer_safetensors`` its safetensors."""
     say = report or (lambda _: None)
     ref = parse_hf_ref(text)
     say(Progress("pulling manifest"))
     commit, listing = _listing(ref)
     names = list(listing)
-    if ref.quant is None and not gguf_files(names) and hf_files.is_safetensors_repo(names):
+    wants_safetensors = prefer_safetensors or not gguf_files(names)
+    if ref.quant is None and wants_safetensors and hf_files.is_safetensors_repo(names):
         return _pull_safetensors(ref, commit, listing, say)
     quant, chosen = choose_files(ref, names)
     if ref.quant is None:

@@ -160,7 +160,8 @@ def test_ps_and_models_show_engine_device_and_state(server: Server) -> None:
     loaded = httpx.get(f"{server.base_url}/api/ps", headers=auth()).json()["models"]
     shown = {m["name"]: (m["engine"], m["device"], m["state"]) for m in loaded}
     assert shown == {"hf": ("vllm", "cpu", "awake"), "gguf": ("llama_cpp", "cpu", "awake")}
-    assert {m["name"]: m["details"]["format"] for m in loaded} == {"hf": "hf", "gguf": "gguf"}
+    formats = {m["name"]: m["details"]["format"] for m in loaded}
+    assert formats == {"hf": "safetensors", "gguf": "gguf"}
     cards = httpx.get(f"{server.openai_url}/models", headers=auth()).json()["data"]
     by_id = {c["id"]: c for c in cards}
     assert (by_id["hf"]["engine"], by_id["hf"]["device"], by_id["hf"]["state"]) == (
@@ -218,6 +219,6 @@ def test_two_hf_models_alternate_under_a_budget_for_one(server: Server, hf_qwen2
         text, reason = chat(client, model, stream=True)
         assert text and reason == "length"
         loaded = httpx.get(f"{server.base_url}/api/ps", headers=auth()).json()["models"]
-        hf_loaded = [m for m in loaded if m["details"]["format"] == "hf"]
+        hf_loaded = [m for m in loaded if m["details"]["format"] == "safetensors"]
         assert [m["details"]["family"] for m in hf_loaded] == [names[model]]
     assert len(list(p for p in server.workers() if p.is_running())) <= 3  # 2 + a spare.

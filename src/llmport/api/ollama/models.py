@@ -52,6 +52,9 @@ async def version() -> dict[str, str]:
 async def tags(request: Request) -> dict[str, Any]:
     resolver = app_state(request).resolver
     records = await asyncio.to_thread(resolver.library.list)
+    listed = {record.name for record in records}
+    cached = await asyncio.to_thread(resolver.hf_cache_records)  # Pulled safetensors models.
+    records += [record for record in cached if record.name not in listed]
     for alias in resolver.aliases:  # --served-model-name: listed by the name it answers to.
         spec = await resolver.resolve(alias)
         records.insert(0, dataclasses.replace(spec.record, name=alias))
