@@ -132,6 +132,19 @@ def test_what_vllm_cannot_do_is_a_400_naming_it(server: Server) -> None:
         client.completions.create(model="hf", prompt="hello " * 3000, max_tokens=2)
 
 
+def test_a_repeat_window_vllm_cannot_keep_is_a_400_naming_it(server: Server) -> None:
+    with ollama.Client(host=server.base_url, headers=auth()) as client:
+        with pytest.raises(ollama.ResponseError) as caught:
+            client.generate(model="hf", prompt="hi", options={"repeat_last_n": 32})
+        assert caught.value.status_code == 400 and "repeat_last_n 32" in caught.value.error
+        whole = client.generate(model="hf", prompt="hi", options={"repeat_last_n": -1,
+                                                                  "num_predict": 2})  # fmt: skip
+        assert whole.eval_count == 2
+        assert client.generate(
+            model="gguf", prompt="hi", options={"repeat_last_n": 32, "num_predict": 2}
+        ).eval_count
+
+
 def test_sampling_options_reach_vllm(server: Server) -> None:
     client = server.openai(api_key=API_KEY)
     answer = client.completions.create(

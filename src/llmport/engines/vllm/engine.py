@@ -35,6 +35,9 @@ from llmport.types import (
 
 logger = logging.getLogger(__name__)
 
+#: ``penalty_last_n`` values vLLM honours: Ollama's default (which cannot be told from
+#: unset), -1 (the whole context: vLLM's only window) and 0 (no penalty).
+_PENALTY_WINDOWS = (64, -1, 0)
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.ABORT}
 
 
@@ -106,6 +109,7 @@ class VllmEngine:
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
         from vllm.sampling_params import SamplingParams as VllmSamplingParams
 
+        _check_penalty_window(params)
         structured = None
         if params.grammar is not None:  # llama.cpp's GBNF is xgrammar's EBNF.
             structured = StructuredOutputsParams(grammar=params.grammar)
@@ -270,3 +274,14 @@ class VllmEngine:
             self.abort_request(request_id)
         with contextlib.suppress(LlmportError, RuntimeError, AttributeError):
             self.engine.engine_core.shutdown()
+
+
+def _check_penalty_window(params: SamplingParams) -> None:
+    """vLLM penalizes repeats over the whole context; a window it cannot keep is refused
+    rather than ignored."""
+    if params.penalty_last_n not in _PENALTY_WINDOWS:
+        raise UnsupportedOption(
+            f"repeat_last_n {params.penalty_last_n}: vLLM penalizes repetition over the whole "
+            "context, not the last N tokens (use -1, or leave it unset)",
+            param="options.repeat_last_n",
+        )
