@@ -130,6 +130,13 @@ def test_what_vllm_cannot_do_is_a_400_naming_it(server: Server) -> None:
         client.embeddings.create(model="hf", input="hello")
     with pytest.raises(openai.BadRequestError, match="context"):
         client.completions.create(model="hf", prompt="hello " * 3000, max_tokens=2)
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="hf", max_tokens=2,  # type: ignore[arg-type]
+            messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}, image]}],
+        )  # fmt: skip
+    assert caught.value.param == "messages[0].content[1].image_url"
 
 
 def test_a_repeat_window_vllm_cannot_keep_is_a_400_naming_it(server: Server) -> None:

@@ -44,7 +44,10 @@ _EFFORTS = ("low", "medium", "high")
 @router.post("/api/generate", response_model=None)
 async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | StreamingResponse:
     if body.images:
-        raise UnsupportedOption("images are not supported (text models only)", param="images")
+        raise UnsupportedOption(
+            "images: images are not supported by this model's engine here (text only)",
+            param="images",
+        )
     if body.suffix:
         raise UnsupportedOption("suffix (fill-in-the-middle) is not supported", param="suffix")
     spec = await resolve(request, body.model)
@@ -78,8 +81,13 @@ async def chat(body: p.ChatRequest, request: Request) -> JSONResponse | Streamin
     spec = await resolve(request, body.model)
     if not body.messages:
         return await _load_or_unload(request, spec, body.keep_alive, "message")
-    if any(m.images for m in body.messages):
-        raise UnsupportedOption("images are not supported (text models only)", param="messages")
+    with_images = [i for i, m in enumerate(body.messages) if m.images]
+    if with_images:
+        where = f"messages[{with_images[0]}].images"
+        raise UnsupportedOption(
+            f"{where}: images are not supported by this model's engine here (text only)",
+            param=where,
+        )
     generation = GenerationRequest(
         request_id=f"chat-{uuid.uuid4().hex}",
         model=body.model,

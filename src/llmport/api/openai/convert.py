@@ -183,7 +183,7 @@ def to_chat_request(
         request_id=f"chatcmpl-{uuid.uuid4().hex}",
         model=body.model,
         params=params,
-        messages=[to_message(m) for m in body.messages],
+        messages=[to_message(m, i) for i, m in enumerate(body.messages)],
         tools=body.tools,
         add_generation_prompt=body.add_generation_prompt,
         keep_alive=parse_keep_alive(body.keep_alive),
@@ -193,8 +193,9 @@ def to_chat_request(
     return request, parser
 
 
-def to_message(message: p.ChatMessage) -> dict[str, Any]:
-    """A template-ready message: content parts joined into text."""
+def to_message(message: p.ChatMessage, index: int = 0) -> dict[str, Any]:
+    """A template-ready message: content parts joined into text (``index``: its place in
+    ``messages``, named by the refusal of a part no engine here takes)."""
     out = message.model_dump(exclude_none=True)
     for call in out.get("tool_calls", []):
         # Templates expect arguments as an object; OpenAI sends a JSON string.
@@ -211,16 +212,27 @@ def to_message(message: p.ChatMessage) -> dict[str, Any]:
     content = message.content
     if isinstance(content, list):
         texts = []
-        for part in content:
+        for number, part in enumerate(content):
             if part.get("type") != "text":
-                raise UnsupportedOption(
-                    f"message content of type {part.get('type')!r} is not supported (text only)",
-                    param="messages",
-                )
+                raise _unsupported_part(part, f"messages[{index}].content[{number}]")
             texts.append(str(part.get("text", "")))
         out["content"] = "".join(texts)
     out.setdefault("content", "")
     return out
+
+
+def _unsupported_part(part: dict[str, Any], where: str) -> UnsupportedOption:
+    """Images (and other media) reach no engine yet: llama.cpp here takes text only, and
+    the vLLM engine is not handed images; refused, never dropped."""
+    kind = part.get("type")
+    if kind == "image_url":
+        return UnsupportedOption(
+            f"{where}.image_url: images are not supported by this model's engine here (text only)",
+            param=f"{where}.image_url",
+        )
+    return UnsupportedOption(
+        f"{where}: message content of type {kind!r} is not supported (text only)", param=where
+    )
 
 
 # -- responses -------------------------------------------------------------------------

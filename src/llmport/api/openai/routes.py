@@ -135,7 +135,7 @@ async def tokenize(body: p.TokenizeRequest, request: Request) -> p.TokenizeRespo
                 request_id="tokenize",
                 model=body.model,
                 params=SamplingParams(),
-                messages=[convert.to_message(m) for m in body.messages],
+                messages=[convert.to_message(m, i) for i, m in enumerate(body.messages)],
                 tools=body.tools,
                 add_generation_prompt=body.add_generation_prompt,
             )
