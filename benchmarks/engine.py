@@ -45,6 +45,7 @@ from llmport.engine.protocol import EngineClient
 from llmport.engine.registry import LoadTarget, MemoryEstimate
 from llmport.engines.batching.core import EngineCore
 from llmport.engines.llama_cpp.backend import LlamaCppBackend
+from llmport.runtime.base import LOCAL_NODE
 from llmport.runtime.local import LocalRuntime
 from llmport.store.embedded import default_cache_dir, embedded_model_path
 from llmport.types import Request, SamplingParams
@@ -477,7 +478,9 @@ async def llmport_rss(
     )
     target = LoadTarget(weight_files=[str(model_path)])
     runtime = LocalRuntime(warm_spare=False)
-    client = await runtime.start("llama_cpp", target, config, MemoryEstimate(0, 0, 0, 0))
+    client = await runtime.start(
+        "llama_cpp", target, config, MemoryEstimate(0, 0, 0, 0), LOCAL_NODE
+    )
     pid = client.pid
     assert pid is not None  # started
     try:

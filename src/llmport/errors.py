@@ -118,6 +118,13 @@ class WorkerCrashed(ServerError):
     code = "worker_crashed"
 
 
+class NodeUnavailable(ServerError):
+    """No node of the cluster can take a model now (none alive, or its node was lost)."""
+
+    status = 503
+    code = "node_unavailable"
+
+
 class EngineDead(ServerError):
     """The engine was closed or is no longer usable."""
 

@@ -19,6 +19,7 @@ from llmport.engines.kinds import default_registry
 from llmport.manager.budget import default_budget_bytes
 from llmport.models.resolver import Resolver
 from llmport.models.spec import ModelSpec
+from llmport.runtime.base import LOCAL_NODE
 from llmport.runtime.local import LocalRuntime
 from llmport.store.embedded import EMBEDDED_MODEL_NAME, default_cache_dir
 from llmport.store.hf_ref import is_hf_ref
@@ -144,7 +145,7 @@ class AsyncLLM:
         spec = await asyncio.to_thread(resolve_spec, model)
         kind, plan = plan_engine(spec, engine_args)
         runtime = LocalRuntime(warm_spare=False)
-        return cls(await runtime.start(kind.name, load_target(spec), *plan), spec)
+        return cls(await runtime.start(kind.name, load_target(spec), *plan, LOCAL_NODE), spec)
 
     async def generate(
         self, prompt: Prompt, sampling_params: SamplingParams | None = None

@@ -16,6 +16,7 @@ from llmport.engine.protocol import EngineInfo, EngineStats, WorkerEngine
 from llmport.engine.registry import EngineKind, LoadTarget, MemoryEstimate, Plan
 from llmport.errors import EngineDead, LlmportError, ModelLoadFailed, WorkerCrashed
 from llmport.models.spec import ModelSpec
+from llmport.runtime.base import LOCAL_NODE, Node
 from llmport.store.registry import ModelFile, ModelRecord
 from llmport.types import FinishReason, Output, Request, Usage
 
@@ -155,9 +156,13 @@ class FakeEngine:
 
 
 class FakeRuntime:
-    """Starts FakeEngines in this process and records what it was asked."""
+    """Starts FakeEngines in this process and records what it was asked; its nodes are
+    ``node_list`` (this machine alone unless a test gives it a cluster)."""
 
     def __init__(self) -> None:
+        self.node_list: list[Node] = [LOCAL_NODE]
+        #: (weight file, node name) of every start, in order.
+        self.placements: list[tuple[str, str]] = []
         self.engines: list[FakeEngine] = []
         self.num_prepared = 0
         self.fail_next: LlmportError | None = None
@@ -166,17 +171,21 @@ class FakeRuntime:
         self.exit_seconds = 0.0
         self.events: list[str] = []
 
+    async def nodes(self) -> list[Node]:
+        return list(self.node_list)
+
     def prepare(self) -> None:
         self.num_prepared += 1
 
     async def start(
-        self, kind: str, target: LoadTarget, config: BaseModel, memory: MemoryEstimate
+        self, kind: str, target: LoadTarget, config: BaseModel, memory: MemoryEstimate, node: Node
     ) -> FakeEngine:
         assert kind == "fake" and isinstance(config, FakeConfig)
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
         self.events.append(f"loading {target.weight_files[0]}")
+        self.placements.append((target.weight_files[0], node.name))
         await asyncio.sleep(0.01)  # A load takes a while: concurrent requests overlap it.
         engine = FakeEngine(target, config)
         engine.exit_seconds, engine.events = self.exit_seconds, self.events

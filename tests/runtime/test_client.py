@@ -16,6 +16,7 @@ from llmport.config import EngineConfig
 from llmport.engine.protocol import EngineClient
 from llmport.engine.registry import LoadTarget, MemoryEstimate
 from llmport.errors import InvalidModelFile, InvalidParameter, WorkerCrashed
+from llmport.runtime.base import LOCAL_NODE
 from llmport.runtime.local import LocalRuntime
 from llmport.types import FinishReason, Output
 
@@ -23,7 +24,9 @@ from llmport.types import FinishReason, Output
 async def start_client(model_path: Path, config: EngineConfig) -> EngineClient:
     target = LoadTarget(weight_files=[str(model_path)])
     unplanned = MemoryEstimate(0, 0, 0, 0)  # The local runtime places by nothing but itself.
-    return await LocalRuntime(warm_spare=False).start("llama_cpp", target, config, unplanned)
+    return await LocalRuntime(warm_spare=False).start(
+        "llama_cpp", target, config, unplanned, LOCAL_NODE
+    )
 
 
 def with_client(

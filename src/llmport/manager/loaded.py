@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from llmport.engine.protocol import EngineClient
 from llmport.engine.registry import MemoryEstimate
 from llmport.models.spec import ModelSpec
+from llmport.runtime.base import LOCAL_NODE, Node
 
 
 @dataclass(eq=False)
@@ -36,6 +37,8 @@ class LoadedModel:
     sleep_levels: tuple[int, ...] = ()
     #: 0 awake, else the sleep level it is at (woken before its next request).
     sleep_level: int = 0
+    #: Where its worker runs (the local runtime's only node, or a cluster node).
+    node: Node = LOCAL_NODE
     #: Wall-clock time it unloads if still idle (None while busy or kept forever).
     expires_at: float | None = None
     expiry: asyncio.TimerHandle | None = field(default=None, repr=False)

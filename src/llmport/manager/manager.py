@@ -21,14 +21,21 @@ from typing import Any
 from pydantic import BaseModel
 
 from llmport.engine.registry import EngineKind, EngineRegistry, MemoryEstimate, load_target
-from llmport.errors import InsufficientMemory, LlmportError, QueueFull, ServerShuttingDown
+from llmport.errors import (
+    InsufficientMemory,
+    LlmportError,
+    NodeUnavailable,
+    QueueFull,
+    ServerShuttingDown,
+)
 from llmport.manager.budget import default_budget_bytes, format_size, parse_size
 from llmport.manager.eviction import Eviction, needs_room, next_eviction
 from llmport.manager.keep_alive import parse_keep_alive
 from llmport.manager.loaded import LoadedModel
+from llmport.manager.placement import NodeRoom, choose_node
 from llmport.manager.settings import ManagerSettings
 from llmport.models.spec import ModelSpec
-from llmport.runtime.base import Runtime
+from llmport.runtime.base import Node, Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +68,9 @@ class ModelManager:
         self._loaded: dict[str, LoadedModel] = {}
         self._loads: dict[str, asyncio.Task[LoadedModel]] = {}
         self._loading: dict[str, ModelSpec] = {}  # What each task of _loads brings.
-        # Models whose workers are exiting, and the memory each holds until it is gone.
-        self._leaving: dict[asyncio.Task[None], int] = {}
+        # Models whose workers are exiting: the node and the memory each holds there until
+        # it is gone.
+        self._leaving: dict[asyncio.Task[None], tuple[str, int]] = {}
         self._load_lock = asyncio.Lock()
         self._changed = asyncio.Event()  # A model went idle or left.
         self._num_in_flight: Counter[str] = Counter()
@@ -145,10 +153,16 @@ class ModelManager:
 
     async def _load(self, spec: ModelSpec, kind: EngineKind) -> LoadedModel:
         async with self._load_lock:
-            config, memory = kind.plan(spec, self.config_for(kind), self.budget_bytes)
-            await self._make_room(spec.name, memory)
+            nodes = await self.runtime.nodes()
+            if not nodes:
+                raise NodeUnavailable(f"no node can take model {spec.name!r}: none is alive")
+            # The context is sized for the largest node; placement then picks one.
+            largest = max(self.budget_of(node) for node in nodes)
+            config, memory = kind.plan(spec, self.config_for(kind), largest)
+            node = self._place(spec.name, memory, nodes)
+            await self._make_room(spec.name, memory, node)
             started = self._clock()
-            engine = await self.runtime.start(kind.name, load_target(spec), config, memory)
+            engine = await self.runtime.start(kind.name, load_target(spec), config, memory, node)
             model = LoadedModel(
                 spec=spec,
                 engine=engine,
@@ -158,12 +172,14 @@ class ModelManager:
                 last_used=self._clock(),
                 loaded_at=self._clock(),
                 sleep_levels=tuple(engine.info.sleep_levels),
+                node=node,
             )
             self._loaded[model.key] = model
             logger.info(
-                "loaded %s (%s) in %.2fs: context %d tokens, ~%s",
+                "loaded %s (%s%s) in %.2fs: context %d tokens, ~%s",
                 spec.name,
                 kind.name,
+                "" if node.name == "local" else f" on node {node.name}",
                 model.load_seconds,
                 engine.info.max_model_len,
                 format_size(memory.total_bytes),
@@ -177,7 +193,8 @@ class ModelManager:
             model.num_active += 1  # Not a victim of its own wake.
             try:
                 needed = model.memory.total_bytes - model.resident_bytes
-                await self._make_room(model.name, model.memory, needed, adds_model=False)
+                await self._make_room(model.name, model.memory, model.node, needed,
+                                      adds_model=False)  # fmt: skip
                 started = self._clock()
                 await model.engine.wake_up()
             except BaseException:
@@ -206,31 +223,58 @@ class ModelManager:
         model.sleep_level = level
         self._changed.set()
 
+    def budget_of(self, node: Node) -> int:
+        """The memory models may use on ``node``: its own budget, else the server's."""
+        return node.budget_bytes if node.budget_bytes is not None else self.budget_bytes
+
+    def _room(self, node: Node) -> NodeRoom:
+        models = [m for m in self._loaded.values() if m.node.id == node.id]
+        leaving = sum(size for where, size in self._leaving.values() if where == node.id)
+        return NodeRoom(node, self.budget_of(node), models, leaving)
+
+    def _place(self, name: str, memory: MemoryEstimate, nodes: list[Node]) -> Node:
+        """The node ``name`` loads on; InsufficientMemory when no node can ever hold it."""
+        rooms = [self._room(node) for node in nodes]
+        chosen = choose_node(rooms, memory.total_bytes, self.settings.max_loaded_models)
+        if chosen is None:
+            largest = max(room.budget_bytes for room in rooms)
+            where = "the memory budget" if len(rooms) == 1 else "the largest node's budget"
+            raise InsufficientMemory(
+                f"model {name!r} needs about {format_size(memory.total_bytes)} (weights "
+                f"{format_size(memory.weights_bytes)}, KV cache {format_size(memory.kv_bytes)} "
+                f"for {memory.num_kv_tokens} tokens) but {where} is {format_size(largest)}; "
+                "lower --max-model-len or raise --memory-budget"
+            )
+        return chosen.node
+
     async def _make_room(
         self,
         name: str,
         memory: MemoryEstimate,
+        node: Node,
         needed_bytes: int | None = None,
         adds_model: bool = True,
     ) -> None:
-        """Walk idle models down the eviction ladder until ``needed_bytes`` (default: the
-        whole estimate) fit beside the others, and one more model if ``adds_model``."""
+        """Walk idle models on ``node`` down the eviction ladder until ``needed_bytes``
+        (default: the whole estimate) fit beside the others there, and one more model if
+        ``adds_model``."""
         needed = memory.total_bytes if needed_bytes is None else needed_bytes
-        if needed > self.budget_bytes:
+        budget = self.budget_of(node)
+        if needed > budget:
             raise InsufficientMemory(
-                f"model {name!r} needs about {format_size(needed)} (weights "
-                f"{format_size(memory.weights_bytes)}, KV cache {format_size(memory.kv_bytes)} "
-                f"for {memory.num_kv_tokens} tokens) but the memory budget is "
-                f"{format_size(self.budget_bytes)}; lower --max-model-len or raise "
+                f"model {name!r} needs about {format_size(needed)} more but the memory budget "
+                f"of node {node.name} is {format_size(budget)}; lower --max-model-len or raise "
                 "--memory-budget"
             )
         max_loaded = self.settings.max_loaded_models
-        models = self._loaded.values()
-        while needs_room(
-            models, needed + sum(self._leaving.values()), self.budget_bytes, max_loaded, adds_model
-        ):
-            if self._leaving and not needs_room(
-                models, needed, self.budget_bytes, max_loaded, adds_model
+        while True:
+            room = self._room(node)
+            models = room.models
+            if not needs_room(models, needed + room.leaving_bytes, budget, max_loaded,
+                              adds_model):  # fmt: skip
+                return
+            if room.leaving_bytes and not needs_room(
+                models, needed, budget, max_loaded, adds_model
             ):
                 # Only workers still exiting are in the way: wait for them, evict no more.
                 await asyncio.wait(list(self._leaving), return_when=asyncio.FIRST_COMPLETED)
@@ -272,7 +316,7 @@ class ModelManager:
         if self._loaded.get(model.key) is model:
             del self._loaded[model.key]
         task = asyncio.get_running_loop().create_task(model.engine.close())
-        self._leaving[task] = model.resident_bytes
+        self._leaving[task] = (model.node.id, model.resident_bytes)
         task.add_done_callback(self._left)
 
     def _left(self, task: asyncio.Task[None]) -> None:

@@ -13,11 +13,9 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
-import signal
 import uuid
 from collections.abc import AsyncIterator, Callable
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 
 from pydantic import BaseModel
 
@@ -31,6 +29,7 @@ from llmport.errors import (
     WorkerCrashed,
     error_from_code,
 )
+from llmport.runtime.handle import ProcessHandle, WorkerHandle
 from llmport.runtime.messages import (
     AbortRequest,
     AddRequest,
@@ -86,20 +85,7 @@ class WorkerProcess:
 
     async def load(self, kind: str, target: LoadTarget, config: BaseModel) -> PipeEngineClient:
         """Load the model in this process and hand it over; raise why it failed."""
-        load = Load(kind=kind, target=target, config=config.model_dump(mode="json"))
-        # A worker dead before the load is reported below as a load failure.
-        with contextlib.suppress(OSError):
-            self._conn.send_bytes(encoder.encode(load))
-        loop = asyncio.get_running_loop()
-        first = await loop.run_in_executor(None, _first_message, self._conn)
-        if isinstance(first, Ready):
-            return PipeEngineClient(self._process, self._conn, first.info)
-        await loop.run_in_executor(None, self._process.join, 5)
-        self._conn.close()
-        if isinstance(first, LoadFailed):
-            raise error_from_code(first.code, first.message)
-        name = target.weight_files[0]
-        raise ModelLoadFailed(f"worker for {name} {_death(self._process)} while loading")
+        return await load_over(self._conn, ProcessHandle(self._process), kind, target, config)
 
     def close(self) -> None:
         """Let an unused spare exit (it sees EOF)."""
@@ -109,11 +95,32 @@ class WorkerProcess:
             self._process.kill()
 
 
+async def load_over(
+    conn: Connection, handle: WorkerHandle, kind: str, target: LoadTarget, config: BaseModel
+) -> PipeEngineClient:
+    """Send ``Load`` over ``conn`` to a waiting worker and wait for it to be ready; raise
+    why it failed (the worker's own error, or how it died)."""
+    load = Load(kind=kind, target=target, config=config.model_dump(mode="json"))
+    # A worker dead before the load is reported below as a load failure.
+    with contextlib.suppress(OSError):
+        conn.send_bytes(encoder.encode(load))
+    loop = asyncio.get_running_loop()
+    first = await loop.run_in_executor(None, _first_message, conn)
+    if isinstance(first, Ready):
+        return PipeEngineClient(handle, conn, first.info)
+    await loop.run_in_executor(None, handle.join, 5)
+    conn.close()
+    if isinstance(first, LoadFailed):
+        raise error_from_code(first.code, first.message)
+    raise ModelLoadFailed(f"worker for {target.weight_files[0]} {_where(handle)}{handle.death()} "
+                          "while loading")  # fmt: skip
+
+
 class PipeEngineClient:
     """Talks to one worker over a pipe (an EngineClient). Use from one asyncio event loop."""
 
-    def __init__(self, process: BaseProcess, conn: Connection, info: EngineInfo) -> None:
-        self._process = process
+    def __init__(self, handle: WorkerHandle, conn: Connection, info: EngineInfo) -> None:
+        self._handle = handle
         self.info = info
         self._queues: dict[str, asyncio.Queue[_Item]] = {}
         self._dead: LlmportError | None = None
@@ -124,11 +131,11 @@ class PipeEngineClient:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid
+        return self._handle.pid
 
     @property
     def is_alive(self) -> bool:
-        return self._dead is None and self._process.is_alive()
+        return self._dead is None and self._handle.is_alive()
 
     @property
     def num_requests(self) -> int:
@@ -211,12 +218,12 @@ class PipeEngineClient:
         """Stop the worker: politely, then by force."""
         loop = asyncio.get_running_loop()
         self._is_closing = True  # The pipe's end that follows is no crash.
-        if self._process.is_alive() and not self._pipe.is_closed:
+        if self._dead is None and self._handle.is_alive() and not self._pipe.is_closed:
             self._send(Shutdown())
-            await loop.run_in_executor(None, self._process.join, 10)
-        if self._process.is_alive():
-            self._process.kill()
-            await loop.run_in_executor(None, self._process.join, 5)
+            await loop.run_in_executor(None, self._handle.join, 10)
+        if self._handle.is_alive():
+            self._handle.kill()
+            await loop.run_in_executor(None, self._handle.join, 5)
         self._pipe.close()
         self._fail_all(EngineDead("the engine was closed"))
 
@@ -252,9 +259,17 @@ class PipeEngineClient:
         if self._is_closing:
             self._dead = EngineDead("the engine was closed")
             return
-        self._process.join(timeout=1)
-        self._dead = WorkerCrashed(f"the model's worker process {_death(self._process)}")
-        logger.error("%s", self._dead.message)
+        self._handle.join(1)
+        self.lost(f"the model's worker {_where(self._handle)}{self._handle.death()}")
+
+    def lost(self, reason: str) -> None:
+        """The worker is gone or cannot be reached (its node died or hangs): fail every
+        request with ``reason`` and never talk to it again."""
+        if self._dead is not None:
+            return
+        self._dead = WorkerCrashed(reason)
+        logger.error("%s", reason)
+        self._pipe.close()
         self._fail_all(self._dead)
 
     def fail_requests(self, error: LlmportError) -> None:
@@ -281,10 +296,5 @@ def _first_message(conn: Connection) -> FromWorker | None:
     return message
 
 
-def _death(process: BaseProcess) -> str:
-    code = process.exitcode
-    if code is None:
-        return "stopped answering"
-    if code < 0:
-        return f"was killed by {signal.Signals(-code).name}"
-    return f"exited with status {code}"
+def _where(handle: WorkerHandle) -> str:
+    return "process " if handle.node == "local" else f"on node {handle.node} "

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from llmport.engine.registry import LoadTarget, MemoryEstimate
 from llmport.engines.kinds import default_registry
+from llmport.runtime.base import LOCAL_NODE, Node
 from llmport.runtime.client import PipeEngineClient, WorkerProcess
 
 
@@ -21,12 +22,15 @@ class LocalRuntime:
         self._spare: WorkerProcess | None = None
         self._is_closed = False
 
+    async def nodes(self) -> list[Node]:
+        return [LOCAL_NODE]
+
     def prepare(self) -> None:
         if self.warm_spare and self._spare is None and not self._is_closed:
             self._spare = self._spawn()
 
     async def start(
-        self, kind: str, target: LoadTarget, config: BaseModel, memory: MemoryEstimate
+        self, kind: str, target: LoadTarget, config: BaseModel, memory: MemoryEstimate, node: Node
     ) -> PipeEngineClient:
         if not default_registry().get(kind).uses_spare:  # A clean process of its own.
             return await WorkerProcess(warm_up=False).load(kind, target, config)
