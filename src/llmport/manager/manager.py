@@ -28,7 +28,7 @@ from llmport.errors import (
     QueueFull,
     ServerShuttingDown,
 )
-from llmport.manager.budget import default_budget_bytes, format_size, parse_size
+from llmport.manager.budget import default_budget_bytes
 from llmport.manager.eviction import Eviction, needs_room, next_eviction
 from llmport.manager.keep_alive import parse_keep_alive
 from llmport.manager.loaded import LoadedModel
@@ -36,6 +36,7 @@ from llmport.manager.placement import NodeRoom, choose_node
 from llmport.manager.settings import ManagerSettings
 from llmport.models.spec import ModelSpec
 from llmport.runtime.base import Node, Runtime
+from llmport.sizes import format_size, parse_size
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +137,10 @@ class ModelManager:
         if model is not None and model.engine.is_alive and not model.sleep_level:
             return model
         if model is not None and not model.engine.is_alive:
+            # Its worker's end may take a while (a lost node): load again at once, with
+            # what it held counted on its node until it is gone.
             logger.warning("model %s: its worker died; loading it again", model.name)
-            await self._unload(model)
+            self._unload_in_background(model)
             model = None
         task = self._loads.get(key)
         if task is None:  # A sleeping model wakes; a missing one loads.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from llmport.manager.budget import parse_size
 from llmport.manager.keep_alive import parse_keep_alive
+from llmport.sizes import parse_size
 
 
 class ManagerSettings(BaseSettings):

@@ -265,11 +265,12 @@ class PipeEngineClient:
     def lost(self, reason: str) -> None:
         """The worker is gone or cannot be reached (its node died or hangs): fail every
         request with ``reason`` and never talk to it again."""
-        if self._dead is not None:
+        if self._dead is not None or self._is_closing:
             return
         self._dead = WorkerCrashed(reason)
         logger.error("%s", reason)
         self._pipe.close()
+        self._handle.lost()
         self._fail_all(self._dead)
 
     def fail_requests(self, error: LlmportError) -> None:

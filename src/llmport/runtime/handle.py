@@ -36,6 +36,11 @@ class WorkerHandle(Protocol):
         """How it ended, for an error message: 'was killed by SIGKILL'."""
         ...
 
+    def lost(self) -> None:
+        """Its client gave up on it (the channel ended, or it stopped answering) while it
+        was not being closed; a cluster runtime distrusts its node for a while."""
+        ...
+
 
 class ProcessHandle:
     """A worker process spawned on this machine."""
@@ -65,3 +70,6 @@ class ProcessHandle:
         if code < 0:
             return f"was killed by {signal.Signals(-code).name}"
         return f"exited with status {code}"
+
+    def lost(self) -> None:
+        """Nothing to distrust: the next load spawns a fresh process on this machine."""

@@ -42,8 +42,13 @@ from llmport.types import Output
 logger = logging.getLogger(__name__)
 
 
-def run_worker(conn: Connection, log_level: int, warm_up: bool = True) -> None:
-    """Process entry point (spawned): import, wait for Load, say Ready, serve until Shutdown."""
+def run_worker(
+    conn: Connection, log_level: int, warm_up: bool = True, exit_process: bool = True
+) -> None:
+    """Process entry point (spawned): import, wait for Load, say Ready, serve until Shutdown.
+
+    ``exit_process`` False returns instead of ending the process (a Ray actor ends itself
+    through Ray, so that Ray counts the exit as intended)."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     registry = default_registry()
     for kind in registry.kinds() if warm_up else []:  # A spare imports before any load.
@@ -68,7 +73,9 @@ def run_worker(conn: Connection, log_level: int, warm_up: bool = True) -> None:
         logger.info("the engine client went away; worker exits")
     finally:
         engine.close()
-    _exit_now(conn)
+    if exit_process:
+        _exit_now(conn)
+    conn.close()
 
 
 def _exit_now(conn: Connection) -> None:

@@ -83,6 +83,7 @@ async def ps(request: Request) -> dict[str, Any]:
             context_length=model.max_model_len,
             engine=info.kind,
             device=info.device,
+            node=model.node.name,
             state=model.state,
         )
         models.append(entry)

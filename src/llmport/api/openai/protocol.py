@@ -185,10 +185,11 @@ class ModelCard(BaseModel):
     created: int = Field(default_factory=lambda: int(time.time()))
     owned_by: str = "llmport"
     max_model_len: int | None = None
-    #: Loaded models: the engine serving it, where, and whether it is awake, sleeping
-    #: (the eviction ladder) or loading.
+    #: Loaded models: the engine serving it, where (device, and the node of a cluster),
+    #: and whether it is awake, sleeping (the eviction ladder) or loading.
     engine: str | None = None
     device: str | None = None
+    node: str | None = None
     state: str | None = None
 
 

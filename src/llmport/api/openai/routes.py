@@ -65,7 +65,7 @@ async def _model_cards(request: Request) -> dict[str, p.ModelCard]:
 def _loaded_card(model: LoadedModel) -> p.ModelCard:
     info = model.engine.info
     return p.ModelCard(id=model.name, max_model_len=model.max_model_len, engine=info.kind,
-                       device=info.device, state=model.state)  # fmt: skip
+                       device=info.device, node=model.node.name, state=model.state)  # fmt: skip
 
 
 @router.post("/v1/completions", response_model=None)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmport.manager.budget import format_size, parse_size
+from llmport.sizes import format_size, parse_size
 
 
 @pytest.mark.parametrize(
