@@ -36,6 +36,9 @@ from server_helpers import running_server
         (["--no-enable-prefix-caching", "--num-prefix-cache-slots", "2"], "caching is off"),
         (["--n-gpu-layers", "8"], "no GPU"),
         (["no-such-model"], "not found"),
+        (["--ray", "127.0.0.1:1"], "no Ray cluster answers there"),
+        (["--ray", "127.0.0.1:1", "--memory-budget", "1GiB"], "each node's budget comes from"),
+        (["--ray-heartbeat-timeout", "0"], "--ray-heartbeat-timeout"),
     ],
 )
 def test_bad_flags_fail_at_start_with_one_line(args: list[str], message: str) -> None:

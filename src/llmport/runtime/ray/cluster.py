@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 
 from llmport.errors import UnsupportedOption
 
@@ -12,7 +13,9 @@ from llmport.errors import UnsupportedOption
 def connect(address: str) -> None:
     """Join the cluster at ``address`` (``auto``: the one ``ray start`` made here) as a
     driver; UnsupportedOption with Ray's reason when that fails."""
-    if is_loopback(_named(address)):
+    named = _named(address)
+    _check_reachable(named)
+    if is_loopback(named):
         # Ray rewrites a loopback address to this machine's outward IP, where a cluster
         # started on loopback does not listen: keep it on loopback.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -27,6 +30,23 @@ def connect(address: str) -> None:
                  namespace="llmport")  # fmt: skip
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise UnsupportedOption(f"--ray {address}: cannot join the cluster ({error})") from None
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds with a plain reason: Ray itself retries a dead address for minutes."""
+    if address == "auto":
+        raise UnsupportedOption(
+            "--ray auto: no Ray cluster was started on this machine (ray start --head), and "
+            "RAY_ADDRESS is not set"
+        )
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as error:
+        raise UnsupportedOption(
+            f"--ray {address}: no Ray cluster answers there ({error}); give the head node's "
+            "host:port, as `ray start --head` printed it"
+        ) from None
 
 
 def _named(address: str) -> str:
