@@ -51,6 +51,9 @@ class LoadTarget(msgspec.Struct, kw_only=True):
 
     weight_files: list[str]
     projector_files: list[str] = msgspec.field(default_factory=list)
+    #: What a worker on a machine without these files fetches them by (``ModelSpec.
+    #: fetch_ref``); "" when only the server's machine has them.
+    fetch_ref: str = ""
 
 
 #: (spec, the server's config for this kind, memory budget in bytes) -> Plan.
@@ -110,4 +113,5 @@ def load_target(spec: ModelSpec) -> LoadTarget:
     return LoadTarget(
         weight_files=[str(p) for p in spec.weight_files],
         projector_files=[str(p) for p in spec.projector_files],
+        fetch_ref=spec.fetch_ref,
     )

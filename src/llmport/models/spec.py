@@ -42,6 +42,22 @@ class ModelSpec:
         return str(self.weight_files[0])
 
     @property
+    def fetch_ref(self) -> str:
+        """What a machine without these files (a cluster node with a disk of its own)
+        fetches them by: the Hub reference they were pulled by, the repo of a Hugging Face
+        cache snapshot, or the embedded model; "" for files only this machine has."""
+        if self.source == "embedded":
+            return self.record.name
+        if self.record.source.startswith("hf.co/"):  # hf.co/org/repo@commit[:quant]
+            repo, _, rest = self.record.source.partition("@")
+            _, colon, quant = rest.partition(":")
+            return f"{repo}{colon}{quant}"
+        for part in self.weight_files[0].parts:
+            if part.startswith("models--"):  # The HF cache: models--org--name/snapshots/rev
+                return "hf.co/" + part.removeprefix("models--").replace("--", "/", 1)
+        return ""
+
+    @property
     def architecture(self) -> str:
         return str(self.record.metadata.get("architecture", ""))
 

@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 from llmport.engine.protocol import WorkerEngine
 from llmport.engines.kinds import default_registry
 from llmport.errors import LlmportError
+from llmport.runtime.files import localize
 from llmport.runtime.messages import (
     AbortRequest,
     AddRequest,
@@ -62,7 +63,7 @@ def run_worker(
         return
     try:
         kind = registry.get(load.kind)
-        engine = kind.create(load.target, kind.config_class(**load.config))
+        engine = kind.create(localize(load.target), kind.config_class(**load.config))
     except LlmportError as error:
         _send(conn, LoadFailed(code=error.code, message=error.message))
         return
