@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -156,6 +158,13 @@ def test_two_models_land_on_different_nodes_and_answer_through_one_port(
     assert set(nodes.values()) == all_nodes
     cards = {m.id: m for m in client.models.list().data}
     assert cards["a"].model_extra and cards["a"].model_extra["node"] == nodes["a"]
+    host = server.base_url.removeprefix("http://")
+    command = [sys.executable, "-m", "llmport.cli.main", "ps"]
+    env = {**os.environ, "LLMPORT_HOST": host}
+    ps = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    header, *rows = ps.stdout.splitlines()
+    assert header.split()[-1] == "NODE"
+    assert {row.split()[0]: row.split()[-1] for row in rows} == nodes
 
 
 def test_a_third_model_evicts_the_idle_one_on_its_node(server: Server) -> None:

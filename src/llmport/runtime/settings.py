@@ -13,7 +13,8 @@ class RuntimeSettings(BaseSettings):
         default=None,
         description="Place model workers on the nodes of the Ray cluster at this address "
         "(auto: the one `ray start` made on this machine); each node's budget is its "
-        "llmport.memory-budget label, else its Ray memory resource. Needs llmport[ray].",
+        "llmport.memory-budget label, else its Ray memory resource. Needs llmport[ray]. "
+        "By default workers run on this machine.",
     )
     ray_heartbeat_timeout: float = Field(
         default=5.0,

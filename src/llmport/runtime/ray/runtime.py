@@ -7,7 +7,8 @@ A heartbeat of our own (a Ray call every second) catches a hung node within
 sockets within about a second. A node that lost a worker is left out of placement until
 a probe task answers on it again (a healthy node whose worker crashed, or a node that
 came back), so the next request for a lost model goes to a surviving node even while
-Ray still believes the lost one alive.
+Ray still believes the lost one alive. (Ray is imported where it is used, so that every
+module of llmport imports without the ray extra.)
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import secrets
 from multiprocessing.connection import Client, Connection
 from typing import Any
 
-import ray
 from pydantic import BaseModel
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from llmport.engine.registry import LoadTarget, MemoryEstimate
 from llmport.errors import NodeUnavailable
@@ -43,6 +42,8 @@ class RayRuntime:
     """Starts workers as actors on a joined cluster (``cluster.connect`` first)."""
 
     def __init__(self, heartbeat_timeout: float = 5.0) -> None:
+        import ray
+
         self._actor_class = ray.remote(WorkerActor)
         self._probe = ray.remote(_probe)
         self.heartbeat_timeout = heartbeat_timeout
@@ -52,6 +53,8 @@ class RayRuntime:
         self._heartbeats: set[asyncio.Task[None]] = set()
 
     async def nodes(self) -> list[Node]:
+        import ray
+
         entries = await asyncio.to_thread(ray.nodes)
         return [node for node in nodes_from_ray(entries) if node.id not in self._suspects]
 
@@ -61,9 +64,10 @@ class RayRuntime:
     async def start(
         self, kind: str, target: LoadTarget, config: BaseModel, memory: MemoryEstimate, node: Node
     ) -> PipeEngineClient:
-        strategy = NodeAffinitySchedulingStrategy(node.id, soft=False)
+        import ray
+
         actor = self._actor_class.options(
-            scheduling_strategy=strategy, num_cpus=0, max_concurrency=4
+            scheduling_strategy=_pinned(node), num_cpus=0, max_concurrency=4
         ).remote(logging.getLogger().getEffectiveLevel())
         authkey = secrets.token_bytes(32)
         try:
@@ -92,14 +96,16 @@ class RayRuntime:
 
     async def _retry(self, node: Node) -> None:
         """Probe ``node`` until it answers (trusted again) or Ray drops it."""
-        strategy = NodeAffinitySchedulingStrategy(node.id, soft=False)
+        import ray
+
         try:
             while True:
                 await asyncio.sleep(PROBE_SECONDS)
                 alive = {n.id for n in nodes_from_ray(await asyncio.to_thread(ray.nodes))}
                 if node.id not in alive:
                     return  # Gone for good: a node that restarts comes back with a new id.
-                probe = self._probe.options(scheduling_strategy=strategy, num_cpus=0).remote()
+                probe = self._probe.options(scheduling_strategy=_pinned(node), num_cpus=0)
+                probe = probe.remote()
                 with contextlib.suppress(TimeoutError, ray.exceptions.RayError):
                     await asyncio.wait_for(_awaitable(probe), PROBE_SECONDS)
                     logger.info("node %s answers again", node.name)
@@ -109,6 +115,8 @@ class RayRuntime:
             self._probes.pop(node.id, None)
 
     async def close(self) -> None:
+        import ray
+
         for task in [*self._probes.values(), *self._heartbeats]:
             task.cancel()
         ray.shutdown()
@@ -134,6 +142,8 @@ class ActorHandle:
 
     def join(self, timeout: float) -> None:
         """Wait until the actor has ended (its process, and its memory, gone)."""
+        import ray
+
         try:
             ray.get(self._serving, timeout=timeout)
         except ray.exceptions.GetTimeoutError:
@@ -143,6 +153,8 @@ class ActorHandle:
         self._gone = True
 
     def kill(self) -> None:
+        import ray
+
         ray.kill(self._actor, no_restart=True)
 
     def death(self) -> str:
@@ -153,6 +165,8 @@ class ActorHandle:
 
     async def heartbeat(self, client: PipeEngineClient) -> None:
         """Ping the actor every second; one that does not answer in time is lost."""
+        import ray
+
         timeout = self._runtime.heartbeat_timeout
         while client.is_alive:
             try:
@@ -167,6 +181,13 @@ class ActorHandle:
                     client.lost(f"the model's worker on node {self.node} {self._reason}")
                 return
             await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+def _pinned(node: Node) -> Any:
+    """Ray's scheduling strategy for "on this node and nowhere else"."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node.id, soft=False)
 
 
 async def _awaitable(ref: Any) -> Any:
