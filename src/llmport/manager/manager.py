@@ -241,12 +241,14 @@ class ModelManager:
         chosen = choose_node(rooms, memory.total_bytes, self.settings.max_loaded_models)
         if chosen is None:
             largest = max(room.budget_bytes for room in rooms)
-            where = "the memory budget" if len(rooms) == 1 else "the largest node's budget"
+            one = len(rooms) == 1
+            where = "the memory budget" if one else "the largest node's budget"
+            fix = "raise --memory-budget" if one else "give a node a larger budget"
             raise InsufficientMemory(
                 f"model {name!r} needs about {format_size(memory.total_bytes)} (weights "
                 f"{format_size(memory.weights_bytes)}, KV cache {format_size(memory.kv_bytes)} "
                 f"for {memory.num_kv_tokens} tokens) but {where} is {format_size(largest)}; "
-                "lower --max-model-len or raise --memory-budget"
+                f"lower --max-model-len or {fix}"
             )
         return chosen.node
 
@@ -263,12 +265,7 @@ class ModelManager:
         ``adds_model``."""
         needed = memory.total_bytes if needed_bytes is None else needed_bytes
         budget = self.budget_of(node)
-        if needed > budget:
-            raise InsufficientMemory(
-                f"model {name!r} needs about {format_size(needed)} more but the memory budget "
-                f"of node {node.name} is {format_size(budget)}; lower --max-model-len or raise "
-                "--memory-budget"
-            )
+        assert needed <= budget, "placement chose a node whose budget holds it"
         max_loaded = self.settings.max_loaded_models
         while True:
             room = self._room(node)
