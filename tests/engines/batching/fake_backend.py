@@ -74,6 +74,9 @@ class FakeBackend:
 
     ``num_real_cells`` (default ``num_kv_tokens``) lets a test advertise more
     cells than exist, to make ``decode`` refuse a batch the engine thought fits.
+    ``sliding_window`` plays a sliding-window model: a slot gives back a prefix only
+    while it holds fewer than that many positions past it (llama.cpp's window layers
+    drop what lies behind their last window).
     """
 
     is_reranker = False
@@ -87,8 +90,10 @@ class FakeBackend:
         max_model_len: int | None = None,
         num_real_cells: int | None = None,
         kv_layout: str = "unified",
+        sliding_window: int | None = None,
     ) -> None:
         self._num_kv_tokens = num_kv_tokens
+        self.sliding_window = sliding_window
         self._num_slots = num_slots
         self._max_num_batched_tokens = max_num_batched_tokens
         self._vocab_size = vocab_size
@@ -281,7 +286,11 @@ class FakeBackend:
             cell.slots.add(dst_slot)
 
     def can_reuse_prefix(self, slot: int, num_tokens: int) -> bool:
-        return slot not in self.unreusable_slots
+        if slot in self.unreusable_slots:
+            return False
+        held = self.slot_positions(slot)
+        window = self.sliding_window
+        return window is None or (held is not None and held[1] + 1 - num_tokens < window)
 
     def slot_positions(self, slot: int) -> tuple[int, int] | None:
         positions = [c.position for c in self.cells if c is not None and slot in c.slots]

@@ -68,6 +68,7 @@ class Harness:
         num_real_cells: int | None = None,
         check_decodes_first: bool = True,
         kv_layout: str = "unified",
+        sliding_window: int | None = None,
     ) -> None:
         self.check_decodes_first = check_decodes_first
         self.has_exact_cells = num_real_cells is None
@@ -79,8 +80,9 @@ class Harness:
             max_num_batched_tokens=max_num_batched_tokens,
             num_real_cells=num_real_cells,
             kv_layout=kv_layout,
+            sliding_window=sliding_window,
         )
-        self.kv = kv_policy_for(self.backend)
+        self.kv = kv_policy_for(self.backend, max_num_seqs)
         if max_num_entries is None:
             max_num_entries = self.kv.num_cache_slots(max_num_seqs)
         self.prefix_cache = PrefixCache(self.kv, max_num_entries)
@@ -435,6 +437,48 @@ def test_prompts_that_arrive_together_prefill_their_shared_prefix_once(layout: s
         first_chunks[0].num_tokens == 32
         and first_chunks[1].start + first_chunks[1].num_tokens == 40
     )
+    harness.check_outputs()
+    harness.check_drained()
+
+
+@pytest.mark.parametrize("layout", ["unified", "per_seq"])
+def test_a_prefix_chats_sent_together_share_is_kept_for_later_chats(layout: str) -> None:
+    """On a sliding-window model a finished chat's slot has moved past the system prompt;
+    the copy kept in a spare slot while the first chats shared it serves the next ones.
+    Per sequence, chats run only in the first max_num_seqs streams: one dense range."""
+    rng = random.Random(14)
+    harness = Harness(
+        num_slots=9,
+        max_num_seqs=4,
+        max_num_batched_tokens=32,
+        kv_layout=layout,
+        sliding_window=8,
+    )
+    system = tokens(rng, 40)
+    first = [harness.add([*system, *tokens(rng, 8)], max_tokens=12) for _ in range(4)]
+    harness.run()
+    assert [c.num_cached_tokens for c in first] == [0, 40, 40, 40]
+    later = [harness.add([*system, *tokens(rng, 8)], max_tokens=3) for _ in range(4)]
+    harness.run()
+    assert [c.num_cached_tokens for c in later] == [40, 40, 40, 40]
+    if layout == "per_seq":
+        for batch in harness.backend.batches:
+            slots = sorted(set(batch.slots.tolist()))
+            assert slots == list(range(slots[0], slots[-1] + 1)) and slots[-1] < 4
+    harness.check_outputs()
+    harness.check_drained()
+
+
+@pytest.mark.parametrize("layout", ["unified", "per_seq"])
+def test_without_a_spare_slot_nothing_is_kept_and_all_completes(layout: str) -> None:
+    rng = random.Random(15)
+    harness = Harness(num_slots=4, max_num_seqs=4, kv_layout=layout, sliding_window=8)
+    system = tokens(rng, 40)
+    chats = [harness.add([*system, *tokens(rng, 8)], max_tokens=12) for _ in range(4)]
+    harness.run()
+    assert [c.num_cached_tokens for c in chats] == [0, 40, 40, 40]
+    if layout == "per_seq":  # The finished chats' own streams, nothing more.
+        assert sorted(harness.prefix_cache.slots) == [0, 1, 2, 3]
     harness.check_outputs()
     harness.check_drained()
 

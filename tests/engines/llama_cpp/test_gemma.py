@@ -133,3 +133,38 @@ def test_chats_sent_together_share_a_system_prompt_longer_than_the_window(
         alone.add_request(request("x", prompt, max_tokens=6, ignore_eos=True))
         assert joined(run_all(alone)["x"])[1] == joined(together[str(i)])[1]
         alone.close()
+
+
+@pytest.mark.parametrize("layout", KV_LAYOUTS)
+def test_a_system_prompt_shared_past_the_window_serves_later_chats(
+    gemma_model_path: Path, layout: str
+) -> None:
+    """Once a chat's stream outgrows the sliding-window layers' cells (1,024 per stream
+    here), they keep only its last positions, so a later chat reuses the system prompt
+    from the copy kept while the first chats shared it. Its tokens are the reference's
+    argmax under teacher forcing (a gap from chunking, never a wrong prefix)."""
+    system = " ".join(f"rule {i}: be brief." for i in range(220))  # about 1,870 tokens
+    size = {"max_model_len": 2048} if layout == "per-seq" else {"max_num_kv_tokens": 8192}
+    engine = make_engine(
+        gemma_model_path, max_num_seqs=4, num_prefix_cache_slots=4, kv_layout=layout, **size
+    )
+    later = {}
+    for wave in (["hi", "why", "how"], ["what", "when", "where"]):
+        for question in wave:
+            prompt = f"{system}\nUser: {question}\nAssistant:"
+            engine.add_request(request(question, prompt, max_tokens=6, ignore_eos=True))
+        later = run_all(engine)
+    engine.close()
+    reference = llama_cpp.Llama(str(gemma_model_path), n_ctx=2048, logits_all=True, verbose=False)
+    for outputs in later.values():
+        usage, prompt_ids = outputs[-1].usage, outputs[0].prompt_token_ids
+        assert usage is not None and prompt_ids is not None
+        assert usage.cached_tokens >= 1800
+        generated = joined(outputs)[1]
+        reference.reset()
+        reference.eval(prompt_ids + generated[:-1])
+        start = len(prompt_ids) - 1
+        scores = np.asarray(reference.scores[start : start + len(generated)])
+        gaps = scores.max(axis=1) - scores[np.arange(len(generated)), generated]
+        assert (gaps == 0).sum() >= len(generated) - 1 and gaps.max() <= 1.0, gaps
+    reference.close()

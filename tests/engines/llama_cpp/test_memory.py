@@ -67,8 +67,11 @@ def test_auto_layout_picks_streams_for_short_contexts_that_fit(
         return plan(spec, EngineConfig(**config), budget).config
 
     short = planned(1 << 40, max_model_len=4096)
-    assert short.kv_layout == "per-seq" and short.num_slots == short.max_num_seqs == 16
-    assert short.max_num_kv_tokens == 16 * 4096
+    # One spare stream beyond the 16 running ones keeps a shared prefix for the cache.
+    assert short.kv_layout == "per-seq" and short.max_num_seqs == 16 and short.num_slots == 17
+    assert short.max_num_kv_tokens == 17 * 4096
+    assert planned(1 << 40, max_model_len=4096, num_prefix_cache_slots=0).num_slots == 16
+    assert planned(1 << 40, max_model_len=4096, enable_prefix_caching=False).num_slots == 16
     # The trained 32k context, a single sequence, or a budget the streams outgrow: unified.
     assert planned(1 << 40).kv_layout == "unified"
     assert planned(1 << 40, max_model_len=4096, max_num_seqs=1).kv_layout == "unified"

@@ -198,8 +198,9 @@ class EngineCore:
 
 def _default_scheduler(backend: Backend, config: EngineConfig) -> Scheduler:
     """Cached prefixes (when caching is on) live in the slots beyond ``max_num_seqs`` of
-    a unified cache, and in any stream no sequence runs in per sequence."""
-    kv = kv_policy_for(backend)
+    a unified cache, and in any stream no sequence runs in per sequence (the streams
+    beyond ``max_num_seqs`` hold only prefixes copied from running sequences)."""
+    kv = kv_policy_for(backend, config.max_num_seqs)
     num_cache_entries = kv.num_cache_slots(config.max_num_seqs)
     return Scheduler(
         kv,

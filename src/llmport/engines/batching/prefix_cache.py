@@ -8,7 +8,7 @@ sequence) instead of prefilling it. Entries are evicted least recently used.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -64,14 +64,26 @@ class PrefixCache:
             self._entries.move_to_end(best.slot)
         return best
 
+    def covers(self, token_ids: list[int]) -> bool:
+        """An entry already holds all of ``token_ids``, reusable."""
+        query = np.asarray(token_ids, dtype=np.int32)
+        return any(
+            common_prefix_len(query, cached) == len(query)
+            and self.kv.backend.can_reuse_prefix(slot, len(query))
+            for slot, cached in self._entries.items()
+        )
+
     def take(self, slot: int) -> None:
         """Hand an entry's slot to a sequence (it keeps the cells, the cache forgets them)."""
         del self._entries[slot]
 
-    def evict_one(self, keep: int | None = None) -> bool:
-        """Free the least recently used entry other than ``keep``; False if there is none."""
+    def evict_one(
+        self, keep: int | None = None, where: Callable[[int], bool] | None = None
+    ) -> bool:
+        """Free the least recently used entry other than ``keep`` (among the slots that
+        ``where`` accepts); False if there is none."""
         for slot in self._entries:
-            if slot != keep:
+            if slot != keep and (where is None or where(slot)):
                 del self._entries[slot]
                 self.kv.free(slot)
                 return True

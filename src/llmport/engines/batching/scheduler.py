@@ -207,14 +207,24 @@ class Scheduler:
         )
         reused = match.num_tokens if match else 0
         keep = match.slot if match else None
-        while not self.kv.can_allocate() and self.prefix_cache.evict_one(keep=keep):
+        is_cached = match is not None and match.slot in self.prefix_cache.slots
+        while not self.kv.can_allocate() and self.prefix_cache.evict_one(
+            keep=keep, where=self.kv.can_run_in
+        ):
             pass
         if self.kv.can_allocate():
             slot = self.kv.allocate()
             assert slot is not None
             if match is not None:
                 self.kv.share_prefix(match.slot, slot, reused)
-        elif match is not None and match.slot in self.prefix_cache.slots and self.kv.room() >= 1:
+                if not is_cached:
+                    self._keep_prefix(match.slot, seq.token_ids[:reused])
+        elif (
+            match is not None
+            and is_cached
+            and self.kv.can_run_in(match.slot)
+            and self.kv.room() >= 1
+        ):
             # No slot left but the cached entry itself: the sequence takes it over.
             self.prefix_cache.take(match.slot)
             self.kv.truncate(match.slot, reused)
@@ -223,6 +233,27 @@ class Scheduler:
             return False
         self._start(seq, slot, reused)
         return True
+
+    def _keep_prefix(self, src: int, token_ids: list[int]) -> None:
+        """Copy a prefix that a new prompt shares with a running one into a spare slot, as
+        a cached entry of its own.
+
+        Chats with one system prompt then find it after they finish: their own slots
+        cannot give it back on a sliding-window model, whose window layers keep only the
+        last positions of a sequence, long past the shared part. A spare slot held by an
+        older such copy is reused; the running slots are never taken.
+        """
+        cache = self.prefix_cache
+        if not cache.max_num_entries or len(token_ids) < MIN_SHARED_PREFILL:
+            return
+        if cache.covers(token_ids):
+            return
+        slot = self.kv.allocate_spare()
+        if slot is None and cache.evict_one(where=self.kv.is_spare):
+            slot = self.kv.allocate_spare()
+        if slot is not None:
+            self.kv.share_prefix(src, slot, len(token_ids))
+            cache.insert(slot, token_ids)
 
     def _start(self, seq: Sequence, slot: int, num_reused: int) -> None:
         if seq.is_first_output:

@@ -38,6 +38,10 @@ MIN_CONTEXT_TOKENS = 2048
 #: stream per slot costs (slots x context) cells, most of them idle; a unified cache
 #: shares one context's cells among all sequences.
 PER_SEQ_MAX_CONTEXT = 8192
+#: Streams beyond ``max_num_seqs`` by default per sequence: one keeps a shared system
+#: prompt that a sliding-window model's finished sequences no longer hold (a stream of
+#: Gemma 3 270M at 4,096 tokens: 27 MiB).
+PER_SEQ_SPARE_STREAMS = 1
 
 
 def plan(spec: ModelSpec, config: EngineConfig, budget_bytes: int) -> Plan:
@@ -49,7 +53,7 @@ def plan(spec: ModelSpec, config: EngineConfig, budget_bytes: int) -> Plan:
     if config.kv_layout == "per-seq" or (
         config.kv_layout == "auto" and _per_seq_suits(info, config, budget_bytes)
     ):
-        return _plan(info, config.model_copy(update={"kv_layout": "per-seq"}), budget_bytes)
+        return _plan(info, _per_seq(config), budget_bytes)
     return _plan(info, config.model_copy(update={"kv_layout": "unified"}), budget_bytes)
 
 
@@ -58,8 +62,16 @@ def _per_seq_suits(info: GGUFInfo, config: EngineConfig, budget_bytes: int) -> b
     context = config.max_model_len or info.context_length
     if config.max_num_seqs == 1 or config.max_num_kv_tokens or context > PER_SEQ_MAX_CONTEXT:
         return False
-    per_seq = config.model_copy(update={"kv_layout": "per-seq"})
-    return _estimate(info, per_seq, context).total_bytes <= budget_bytes
+    return _estimate(info, _per_seq(config), context).total_bytes <= budget_bytes
+
+
+def _per_seq(config: EngineConfig) -> EngineConfig:
+    """Streams per sequence, and (unless the count is set) ``PER_SEQ_SPARE_STREAMS`` more
+    that keep prefixes running prompts share (the scheduler's ``_keep_prefix``)."""
+    update: dict[str, object] = {"kv_layout": "per-seq"}
+    if config.enable_prefix_caching and config.num_prefix_cache_slots is None:
+        update["num_prefix_cache_slots"] = PER_SEQ_SPARE_STREAMS
+    return config.model_copy(update=update)
 
 
 def _plan(info: GGUFInfo, config: EngineConfig, budget_bytes: int) -> Plan:

@@ -8,6 +8,9 @@ from llmport.engines.batching.kv.unified import UnifiedKv
 __all__ = ["KvPolicy", "PerSeqKv", "UnifiedKv", "kv_policy_for"]
 
 
-def kv_policy_for(backend: Backend) -> KvPolicy:
-    """The policy matching the layout the backend's cache was built with."""
-    return PerSeqKv(backend) if backend.kv_layout == "per_seq" else UnifiedKv(backend)
+def kv_policy_for(backend: Backend, max_num_seqs: int | None = None) -> KvPolicy:
+    """The policy matching the layout the backend's cache was built with; per sequence,
+    sequences run in the first ``max_num_seqs`` streams and the others are spare."""
+    if backend.kv_layout == "per_seq":
+        return PerSeqKv(backend, max_num_seqs)
+    return UnifiedKv(backend)

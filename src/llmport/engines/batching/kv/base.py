@@ -8,7 +8,8 @@ slot (``per_seq.py``). The scheduler plans a step without doing cell arithmetic:
 
 Slots are handed out lowest id first: with per-sequence streams llama.cpp batches
 the sequences of consecutive slots together, so a dense range keeps decodes in one
-micro-batch.
+micro-batch. A running sequence takes only a slot below ``num_run_slots``; a spare slot
+(``is_spare``) may hold a cached prefix of its own, copied from a running sequence.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ class KvPolicy(ABC):
 
     layout: ClassVar[str]
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, num_run_slots: int | None = None) -> None:
+        """``num_run_slots``: the lowest slots, where sequences run (default: all)."""
         self.backend = backend
+        self.num_run_slots = min(backend.num_slots, num_run_slots or backend.num_slots)
         self._free_slots = list(range(backend.num_slots))
         self._num_tokens: dict[int, int] = {}
         self._planned: dict[int | None, int] = {}
@@ -49,15 +52,35 @@ class KvPolicy(ABC):
     def num_tokens(self, slot: int) -> int:
         return self._num_tokens[slot]
 
+    def can_run_in(self, slot: int) -> bool:
+        return slot < self.num_run_slots
+
+    @abstractmethod
+    def is_spare(self, slot: int) -> bool:
+        """The slot may hold a prefix copied for the cache alone (``allocate_spare``)."""
+
     def can_allocate(self) -> bool:
         """A new sequence could start now: a free slot and room for its first token."""
-        return bool(self._free_slots) and self.room() >= 1
+        has_slot = bool(self._free_slots) and self.can_run_in(self._free_slots[0])
+        return has_slot and self.room() >= 1
 
     def allocate(self) -> int | None:
-        """The lowest free slot, empty; None when every slot is taken."""
-        if not self._free_slots:
+        """The lowest free slot a sequence may run in, empty; None when there is none."""
+        if not self._free_slots or not self.can_run_in(self._free_slots[0]):
             return None
-        slot = heapq.heappop(self._free_slots)
+        return self._take(heapq.heappop(self._free_slots))
+
+    def allocate_spare(self) -> int | None:
+        """The highest free spare slot, empty, for a cached prefix; None when none is free."""
+        spare = [slot for slot in self._free_slots if self.is_spare(slot)]
+        if not spare:
+            return None
+        slot = max(spare)
+        self._free_slots.remove(slot)
+        heapq.heapify(self._free_slots)
+        return self._take(slot)
+
+    def _take(self, slot: int) -> int:
         self._num_tokens[slot] = 0
         return slot
 

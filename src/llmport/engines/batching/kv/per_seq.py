@@ -9,6 +9,11 @@ Sharing a prefix copies: llama.cpp copies a whole stream (it aborts on a partial
 copy), and the backend trims the copy to the prefix. Slots not running a
 sequence keep finished sequences' KV as the prefix cache until a new sequence
 needs the stream.
+
+Sequences run in the lowest ``num_run_slots`` slots (``max_num_seqs``), so a full
+load is one dense range; the slots above are spare streams that only hold prefixes
+copied for the cache, where a finished sequence would have let its sliding-window
+layers move past them.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from llmport.engines.batching.kv.base import KvPolicy
 class PerSeqKv(KvPolicy):
     layout = "per_seq"
 
-    def __init__(self, backend: Backend) -> None:
-        super().__init__(backend)
+    def __init__(self, backend: Backend, num_run_slots: int | None = None) -> None:
+        super().__init__(backend, num_run_slots)
         self.stream_size = backend.num_kv_tokens // max(1, backend.num_slots)
         if backend.max_model_len > self.stream_size:
             raise ValueError(
@@ -36,6 +41,9 @@ class PerSeqKv(KvPolicy):
     @property
     def num_used_cells(self) -> int:
         return sum(self._num_tokens.values())
+
+    def is_spare(self, slot: int) -> bool:
+        return not self.can_run_in(slot)
 
     def num_cache_slots(self, max_num_seqs: int) -> int:
         # A stream costs its whole size: the cache lives in whichever streams are idle.

@@ -43,6 +43,9 @@ class UnifiedKv(KvPolicy):
     def num_free_cells(self) -> int:
         return self.num_cells - self.num_used_cells
 
+    def is_spare(self, slot: int) -> bool:
+        return True  # One pool: where a slot's cells are does not matter.
+
     def num_cache_slots(self, max_num_seqs: int) -> int:
         # Sequence ids cost nothing here: the cache gets the slots beyond the running ones.
         return max(0, self.num_slots - max_num_seqs)
