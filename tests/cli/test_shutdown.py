@@ -23,7 +23,8 @@ def _wait_gone(processes: list[psutil.Process], within: float) -> list[psutil.Pr
 def test_sigterm_lets_short_requests_finish_ends_long_ones_cleanly_and_leaves_no_worker(
     tmp_path: Path, tiny_model_path: Path, gemma_model_path: Path
 ) -> None:
-    with running_server(tmp_path, str(tiny_model_path), "--shutdown-timeout", "5") as server:
+    # A grace period that a busy machine (CI beside other jobs) still fits 300 tiny tokens in.
+    with running_server(tmp_path, str(tiny_model_path), "--shutdown-timeout", "10") as server:
         workers = server.workers()
         assert workers
         events: list[str] = []
@@ -49,8 +50,8 @@ def test_sigterm_lets_short_requests_finish_ends_long_ones_cleanly_and_leaves_no
         workers = server.workers()  # Gemma's too
         started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        streaming.join(timeout=30)
-        quick.join(timeout=30)
+        streaming.join(timeout=40)
+        quick.join(timeout=40)
         took = time.monotonic() - started
         # uvicorn re-raises the signal once it has shut down, as a signalled process should.
         assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
@@ -59,7 +60,7 @@ def test_sigterm_lets_short_requests_finish_ends_long_ones_cleanly_and_leaves_no
         assert events[-1] == "data: [DONE]"
         last = json.loads(events[-2].removeprefix("data: "))
         assert last["error"]["code"] == "server_shutting_down", last
-        assert 4.5 < took < 15, took  # The grace period, then the end.
+        assert 9.5 < took < 25, took  # The grace period, then the end.
         assert not _wait_gone(workers, 5), "a worker outlived the server"
         with pytest.raises(httpx.ConnectError):  # Nothing listens any more.
             httpx.get(f"{server.base_url}/health", timeout=2)
