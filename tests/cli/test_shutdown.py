@@ -23,8 +23,10 @@ def _wait_gone(processes: list[psutil.Process], within: float) -> list[psutil.Pr
 def test_sigterm_lets_short_requests_finish_ends_long_ones_cleanly_and_leaves_no_worker(
     tmp_path: Path, tiny_model_path: Path, gemma_model_path: Path
 ) -> None:
-    # A grace period that a busy machine (CI beside other jobs) still fits 300 tiny tokens in.
-    with running_server(tmp_path, str(tiny_model_path), "--shutdown-timeout", "10") as server:
+    # Two workers stream at once: one thread each, so that llama.cpp's spinning threads do
+    # not outnumber a 2-core machine's cores (oversubscribed, 300 tiny tokens took > 10 s).
+    args = ("--shutdown-timeout", "10", "--num-threads", "1")
+    with running_server(tmp_path, str(tiny_model_path), *args) as server:
         workers = server.workers()
         assert workers
         events: list[str] = []
