@@ -8,6 +8,7 @@ server's engine client talks to it exactly as to a local worker.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -25,6 +26,7 @@ class WorkerActor:
     def __init__(self, log_level: int) -> None:
         self._log_level = log_level
         self._listener: Listener | None = None
+        _normal_priority()
 
     def listen(self, authkey: bytes) -> tuple[str, int]:
         """Listen on this node's address for the server (``serve`` then accepts it)."""
@@ -56,6 +58,19 @@ class WorkerActor:
     def ping(self) -> int:
         """The heartbeat: answered beside ``serve`` (whose steps release the GIL)."""
         return os.getpid()
+
+
+def _normal_priority() -> None:
+    """Ray starts workers at niceness 15 (below its own daemons); a model's worker serves
+    requests and must not lose its CPU to every other process on the node."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except PermissionError:
+        logging.getLogger(__name__).warning(
+            "this worker runs at niceness %d (Ray's default for workers) and may not lower "
+            "it; start the node with RAY_worker_niceness=0 ray start ...",
+            os.getpriority(os.PRIO_PROCESS, 0),
+        )
 
 
 def set_nodelay(conn: Connection) -> None:

@@ -99,8 +99,7 @@ class RayRuntime:
         import ray
 
         try:
-            while True:
-                await asyncio.sleep(PROBE_SECONDS)
+            while True:  # A healthy node (only its worker failed) answers the first probe.
                 alive = {n.id for n in nodes_from_ray(await asyncio.to_thread(ray.nodes))}
                 if node.id not in alive:
                     return  # Gone for good: a node that restarts comes back with a new id.
@@ -111,6 +110,7 @@ class RayRuntime:
                     logger.info("node %s answers again", node.name)
                     self._suspects.discard(node.id)
                     return
+                await asyncio.sleep(PROBE_SECONDS)
         finally:
             self._probes.pop(node.id, None)
 
