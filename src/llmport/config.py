@@ -82,8 +82,9 @@ class EngineConfig(BaseSettings):
         ge=0,
         description="Slots beyond max_num_seqs kept for finished sequences' reusable "
         "prefixes (needs prefix caching); default: half of max_num_seqs, at least 2, with "
-        "a unified KV cache; none per sequence, where idle streams hold them. llama.cpp's "
-        "256 sequences cap max_num_seqs plus these.",
+        "a unified KV cache; one spare stream per sequence (a stream costs a whole context; "
+        "idle streams hold prefixes too). llama.cpp's 256 sequences cap max_num_seqs plus "
+        "these.",
     )
     repack_weights: bool = Field(
         default=True,
