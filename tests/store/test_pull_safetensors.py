@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from huggingface_hub import close_session, constants, hf_hub_download
 
 from fake_hub import FakeHub
-from llmport.errors import ChecksumMismatch, ModelNotFound, PullFailed
+from llmport.errors import ChecksumMismatch, InvalidParameter, ModelNotFound, PullFailed
 from llmport.models.resolver import Resolver
 from llmport.store import download as download_module
+from llmport.store.library import Library
 from llmport.store.pull import Progress, pull
 from llmport.store.registry import Registry
+from server_helpers import running_server
 from tiny_model import write_tiny_model
 
 REPO = "tester/tiny-st"
@@ -188,3 +194,104 @@ def test_a_repo_with_both_formats_gives_gguf_unless_safetensors_are_preferred(
     record = pull(f"hf.co/{REPO}", registry, prefer_safetensors=True)  # --engine vllm
     assert record.metadata["format"] == "safetensors"
     assert (repo_cache() / "snapshots" / hub.commit_sha(REPO) / "config.json").exists()
+
+
+# -- rm: a pulled safetensors model's folder leaves the Hugging Face cache ---------------
+
+
+def other_repo(hub: FakeHub, tmp_path: Path) -> str:
+    """A second safetensors repo, pulled into the same cache."""
+    repo = "tester/other-st"
+    hub.add_folder(repo, tmp_path / "repo")
+    return repo
+
+
+@pytest.mark.parametrize("name", [f"hf.co/{REPO}", REPO])
+def test_rm_by_either_name_removes_the_repo_folder_and_only_it(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    other = other_repo(hub, tmp_path)
+    resolver = Resolver(tmp_path / "home")
+    library = resolver.library
+    library.pull(f"hf.co/{REPO}")
+    library.pull(f"hf.co/{other}")
+    listed = {r.name for r in resolver.hf_cache_records()}
+    assert listed == {f"hf.co/{REPO}", f"hf.co/{other}"}
+
+    removed = library.delete(name)
+    assert removed.name == f"hf.co/{REPO}" and removed.metadata["format"] == "safetensors"
+    assert not repo_cache().exists()
+    assert [r.name for r in resolver.hf_cache_records()] == [f"hf.co/{other}"]
+    assert f"hf.co/{REPO}" not in resolver.names()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    for gone in (f"hf.co/{REPO}", REPO):
+        with pytest.raises(ModelNotFound):
+            resolver.resolve_now(gone)
+    kept = resolver.resolve_now(other)  # The other repo's files are all still there.
+    assert kept.hf is not None and kept.hf.num_params == 2 * 4 + 3 * 4
+    with pytest.raises(ModelNotFound, match=REPO):
+        library.delete(name)
+
+
+@pytest.mark.parametrize("name", ["tester/never-pulled", "hf.co/tester/never-pulled",
+                                  f"hf.co/{REPO}:Q8_0", "never-pulled"])  # fmt: skip
+def test_rm_of_an_unknown_name_is_model_not_found(hub: FakeHub, tmp_path: Path, name: str) -> None:
+    library = Library(tmp_path / "home")
+    library.pull(f"hf.co/{REPO}")
+    with pytest.raises(ModelNotFound, match=name):
+        library.delete(name)
+    assert repo_cache().is_dir()
+
+
+def test_rm_never_follows_a_link_out_of_the_cache(hub: FakeHub, tmp_path: Path) -> None:
+    library = Library(tmp_path / "home")
+    library.pull(f"hf.co/{REPO}")
+    outside = tmp_path / "outside"
+    repo_cache().rename(outside)  # A model-shaped folder outside the cache, linked in.
+    repo_cache().symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ModelNotFound, match=REPO):
+        library.delete(REPO)
+    assert repo_cache().is_symlink() and (outside / "refs" / "main").is_file()
+
+
+def test_rm_refuses_while_a_gguf_pull_of_the_repo_uses_its_folder(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    hub.add_file(REPO, "tiny-Q8_0.gguf", write_tiny_model(tmp_path / "t.gguf").read_bytes())
+    library = Library(tmp_path / "home", prefer_safetensors=True)
+    library.pull(f"hf.co/{REPO}")
+    Library(tmp_path / "home").pull(f"hf.co/{REPO}:Q8_0")
+    with pytest.raises(InvalidParameter, match=f"hf.co/{REPO}:Q8_0"):
+        library.delete(REPO)
+    assert repo_cache().is_dir()
+    library.delete(f"hf.co/{REPO}:Q8_0")  # The GGUF delete, as ever: its files only.
+    assert (repo_cache() / "snapshots" / hub.commit_sha(REPO) / "config.json").is_file()
+    library.delete(REPO)
+    assert not repo_cache().exists()
+
+
+def test_rm_through_the_server_and_the_cli(hub: FakeHub, tmp_path: Path) -> None:
+    with (
+        running_server(tmp_path, env={"HF_HUB_DISABLE_XET": "1"}) as server,
+        httpx.Client(base_url=server.base_url, timeout=120) as api,
+    ):
+
+        def names() -> tuple[set[str], set[str]]:
+            tags = {m["name"] for m in api.get("/api/tags").json()["models"]}
+            return tags, {m["id"] for m in api.get("/v1/models").json()["data"]}
+
+        cli = {**os.environ, "LLMPORT_HOST": server.base_url.removeprefix("http://")}
+        for name in (REPO, f"hf.co/{REPO}"):
+            pulled = api.post("/api/pull", json={"model": f"hf.co/{REPO}", "stream": False})
+            assert pulled.is_success, pulled.text
+            assert all(f"hf.co/{REPO}" in listed for listed in names())
+            if name == REPO:
+                assert api.request("DELETE", "/api/delete", json={"model": name}).is_success
+            else:
+                rm = [sys.executable, "-m", "llmport.cli.main", "rm", name]
+                done = subprocess.run(rm, capture_output=True, text=True, env=cli, timeout=60)
+                assert done.returncode == 0 and f"deleted '{name}'" in done.stdout, done.stderr
+            assert not repo_cache().exists()
+            assert not any(f"hf.co/{REPO}" in listed for listed in names())
+            missing = api.request("DELETE", "/api/delete", json={"model": name})
+            assert missing.status_code == 404 and f"model '{name}' not found" in missing.text

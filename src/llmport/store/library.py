@@ -16,6 +16,7 @@ from typing import Any
 from llmport.errors import InvalidParameter, LlmportError, ModelNotFound
 from llmport.store.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SHA256
 from llmport.store.gguf_info import GGUFInfo, read_gguf_info
+from llmport.store.hf_cache import find_model_folder, is_inside, remove_folder, repo_id_of
 from llmport.store.hf_ref import is_hf_ref, parse_hf_ref
 from llmport.store.modelfile import Modelfile
 from llmport.store.pull import ProgressCallback, metadata_of, pull
@@ -93,19 +94,37 @@ class Library:
         return self.registry.put(base)
 
     def delete(self, name: str) -> ModelRecord:
-        """Unregister ``name``; pulled files no other name uses are deleted too."""
+        """Unregister ``name``; pulled files no other name uses are deleted too. A pulled
+        safetensors model (``hf.co/org/name`` or ``org/name``) has no record: its folder in
+        the Hugging Face cache goes."""
         if is_embedded(name) and self.registry.get(EMBEDDED_MODEL_NAME) is None:
             raise InvalidParameter(f"{name!r} is embedded in llmport and cannot be removed")
         key = parse_hf_ref(name).name if is_hf_ref(name) else name
         record = self.registry.get(key)
         if record is None:
-            raise ModelNotFound(f"model {name!r} not found", param="model")
+            return self._delete_cached(name)
         self.registry.remove(record.name)
         if record.source.startswith("hf.co/"):
             for file in record.files:
                 if not self.registry.is_file_used(file.path):
                     _delete_pulled(Path(file.path))
         return record
+
+    def _delete_cached(self, name: str) -> ModelRecord:
+        """Remove the Hugging Face cache's repo folder of the safetensors model ``name``;
+        refused while a registered name (a GGUF pull of the repo) uses files in it."""
+        folder = find_model_folder(name)
+        if folder is None:
+            raise ModelNotFound(f"model {name!r} not found", param="model")
+        users = [r.name for r in self.registry.list() if is_inside(folder, r)]
+        if users:
+            raise InvalidParameter(
+                f"cannot remove {name!r}: {', '.join(users)} use files in its Hugging Face "
+                "cache folder; remove those first",
+                param="model",
+            )
+        remove_folder(folder)
+        return ModelRecord(f"hf.co/{repo_id_of(name)}", str(folder), [], {"format": "safetensors"})
 
 
 def _file_record(name: str, info: GGUFInfo, sha256: str | None = None) -> ModelRecord:

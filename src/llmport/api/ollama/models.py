@@ -127,8 +127,9 @@ async def pull(body: p.ModelRequest, request: Request) -> JSONResponse | Streami
 @router.delete("/api/delete")
 async def delete(body: p.ModelRequest, request: Request) -> Response:
     state = app_state(request)
+    cached = await _hf_cache_key(request, body.target)
     for model in state.manager.loaded():
-        if model.name == body.target:
+        if model.name == body.target or (cached is not None and model.key == cached):
             await state.manager.unload(model.spec)
     try:
         await asyncio.to_thread(state.library.delete, body.target)
@@ -189,6 +190,16 @@ async def resolve(request: Request, name: str) -> ModelSpec:
         return await app_state(request).resolver.resolve(name)
     except ModelNotFound:
         raise ModelNotFound(f"model '{name}' not found", param="model") from None
+
+
+async def _hf_cache_key(request: Request, name: str) -> str | None:
+    """The loaded-model key (its snapshot) of the Hugging Face cache model ``name`` names,
+    so ``org/name`` unloads what ``hf.co/org/name`` loaded; None for any other name."""
+    try:
+        spec = await app_state(request).resolver.resolve(name)
+    except (LlmportError, OSError):  # Not a model here: delete answers for it.
+        return None
+    return spec.key if spec.source == "hf_cache" else None
 
 
 def _modelfile(record: ModelRecord) -> Modelfile:
