@@ -208,6 +208,12 @@ class ServerSettings(BaseSettings):
         "https://app.example:3000, http://host:* (any port), or * (any page; answered as *, "
         "never echoed); others get 403. Default: loopback pages only.",
     )
+    allowed_media_domains: list[str] = Field(
+        default_factory=list,
+        description="Hosts whose http(s) image URLs requests may name (fetched by the "
+        "server), one per flag: images.example.com; default: none, so images come as data "
+        "URLs or base64 and the server fetches nothing a client names.",
+    )
     models_dir: Path | None = Field(
         default=None,
         description="Serve every GGUF under this folder by its relative name without "

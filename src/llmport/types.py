@@ -138,6 +138,15 @@ def _check(ok: bool, param: str, message: str) -> None:
         raise InvalidParameter(message, param=param)
 
 
+class Image(msgspec.Struct, frozen=True):
+    """An image a prompt shows the model: the file's bytes (PNG, JPEG...), decoded only by
+    the engine that takes images, and where the client put it (``messages[1].images[0]``),
+    so a refusal names the field."""
+
+    data: bytes
+    where: str
+
+
 class Request(msgspec.Struct, kw_only=True):
     """One generation request as the engine receives it.
 
@@ -154,6 +163,8 @@ class Request(msgspec.Struct, kw_only=True):
     #: Return the prompt's embedding (last token's final hidden state, L2-normalized)
     #: instead of generating; ``params`` is ignored.
     embed: bool = False
+    #: Images, in the order of their placeholders in the prompt.
+    images: list[Image] = msgspec.field(default_factory=list)
 
 
 class TokenLogprob(msgspec.Struct, array_like=True):
@@ -222,6 +233,9 @@ class GenerationRequest(msgspec.Struct, kw_only=True):
     chat_template_kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
     #: The ``params`` fields the client set; the model's Modelfile fills the others.
     params_set: frozenset[str] = frozenset()
+    #: Images, in the order the messages show them (a message's ``IMAGE_COUNT`` key says
+    #: how many are its own); for a prompt, all of them lead it.
+    images: list[Image] = msgspec.field(default_factory=list)
     #: A conversation: the Modelfile's SYSTEM and MESSAGEs lead it (Ollama's generate
     #: route renders its own prompt and sets this False).
     is_chat: bool = True

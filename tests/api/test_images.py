@@ -1,15 +1,22 @@
 """Images to a model whose engine here cannot take them answer 400 naming the field, in
-both dialects (llama.cpp takes text only; nothing is dropped without a word)."""
+both dialects (llama.cpp takes text only; nothing is dropped without a word), and what
+the API checks of an image before any engine sees it: its encoding, that it looks like
+an image file, and that a remote URL names an allowed host (the vision tests in
+``tests/engines/vllm/test_vllm_images.py`` show images reaching a model)."""
 
 from __future__ import annotations
 
 import base64
+import functools
+import http.server
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from llmport.api.images import IMAGE_COUNT, placed, with_placeholders
 from server_helpers import Server, running_server
 
 #: A 1x1 PNG as a data URL, as the OpenAI SDK's users send one.
@@ -21,8 +28,29 @@ PNG = base64.b64encode(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("images")) as server:
+    args = ("--allowed-media-domains", "127.0.0.1")
+    with running_server(tmp_path_factory.mktemp("images"), *args) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def image_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """127.0.0.1:PORT, serving ``pixel.png``."""
+    folder = tmp_path_factory.mktemp("served")
+    (folder / "pixel.png").write_bytes(base64.b64decode(PNG))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def chat_with_image(server: Server, model: str, url: str) -> httpx.Response:
+    content = [{"type": "text", "text": "what is this?"},
+               {"type": "image_url", "image_url": {"url": url}}]  # fmt: skip
+    body = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 2}
+    return httpx.post(f"{server.openai_url}/chat/completions", json=body, timeout=60)
 
 
 def test_an_openai_image_url_part_is_a_400_naming_its_place(
@@ -37,6 +65,7 @@ def test_an_openai_image_url_part_is_a_400_naming_its_place(
     answer = httpx.post(f"{server.openai_url}/chat/completions", json=body, timeout=60)
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "messages[1].content[1].image_url"
+    assert "takes no images" in answer.json()["error"]["message"]
     content[1] = {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}
     answer = httpx.post(f"{server.openai_url}/chat/completions", json=body, timeout=60)
     assert answer.status_code == 400 and answer.json()["error"]["param"] == "messages[1].content[1]"
@@ -48,7 +77,59 @@ def test_ollama_images_are_a_400_naming_the_field(server: Server, tiny_model_pat
                 {"role": "user", "content": "x", "images": [PNG]}]  # fmt: skip
     chat = httpx.post(f"{server.base_url}/api/chat", timeout=60,
                       json={"model": model, "messages": messages, "stream": False})  # fmt: skip
-    assert chat.status_code == 400 and chat.json()["error"].startswith("messages[1].images: ")
+    assert chat.status_code == 400
+    assert chat.json()["error"].startswith("messages[1].images[0]: ")
     generate = httpx.post(f"{server.base_url}/api/generate", timeout=60,
                           json={"model": model, "prompt": "x", "images": [PNG]})  # fmt: skip
-    assert generate.status_code == 400 and generate.json()["error"].startswith("images: ")
+    assert generate.status_code == 400 and generate.json()["error"].startswith("images[0]: ")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("data:image/png;base64,%%%", "not valid base64"),
+        ("data:image/png,rawbytes", "data:image/TYPE;base64,DATA"),
+        ("data:text/plain;base64,aGk=", "text/plain is not an image type"),
+        ("data:image/png;base64," + base64.b64encode(b"GIF? no").decode(), "not a PNG"),
+        ("ftp://127.0.0.1/pixel.png", "a data: URL or an http(s) URL"),
+    ],
+)
+def test_a_malformed_image_is_a_400_naming_its_field(
+    server: Server, tiny_model_path: Path, url: str, says: str
+) -> None:
+    answer = chat_with_image(server, str(tiny_model_path), url)
+    assert answer.status_code == 400, answer.text
+    assert says in answer.json()["error"]["message"]
+    assert answer.json()["error"]["param"] == "messages[0].content[1].image_url"
+
+
+def test_remote_image_urls_are_fetched_only_from_allowed_hosts(
+    server: Server, tiny_model_path: Path, image_host: str
+) -> None:
+    model, port = str(tiny_model_path), image_host.rsplit(":", 1)[1]
+    refused = chat_with_image(server, model, f"http://localhost:{port}/pixel.png")
+    assert refused.status_code == 400 and "--allowed-media-domains" in refused.text
+    missing = chat_with_image(server, model, f"http://{image_host}/missing.png")
+    assert missing.status_code == 400 and "answered 404" in missing.text
+    # Fetched and checked; then the text model says it takes no images.
+    fetched = chat_with_image(server, model, f"http://{image_host}/pixel.png")
+    assert fetched.status_code == 400 and "takes no images" in fetched.text
+
+
+def test_placeholders_lead_each_message_that_shows_images() -> None:
+    messages = [{"role": "system", "content": "be brief"},
+                {"role": "user", "content": "two", IMAGE_COUNT: 2},
+                {"role": "user", "content": "one", IMAGE_COUNT: 1}]  # fmt: skip
+    assert [m["content"] for m in placed(messages, "<image>")] == [
+        "be brief", "<image>\n<image>\ntwo", "<image>\none"]  # fmt: skip
+    numbered = placed(messages, "<|image_{n}|>")
+    assert numbered[1]["content"] == "<|image_1|>\n<|image_2|>\ntwo"
+    assert numbered[2]["content"] == "<|image_3|>\none"
+    assert all(IMAGE_COUNT not in m for m in numbered)
+    # An engine that places images itself gets the text as it was.
+    assert placed(messages, "")[1] == {"role": "user", "content": "two"}
+
+
+def test_a_placeholder_the_client_wrote_is_not_added_again() -> None:
+    assert with_placeholders("see <image> here", ["<image>"]) == "see <image> here"
+    assert with_placeholders("see <image>", ["<image>", "<image>"]) == "<image>\nsee <image>"

@@ -40,11 +40,13 @@ def create_app(
     chat_templates: dict[str, str] | None = None,
     limits: RequestLimits | None = None,
     allowed_origins: list[str] | None = None,
+    allowed_media_domains: list[str] | None = None,
 ) -> FastAPI:
     """The app owns ``manager`` from start-up to shutdown (it closes it on exit).
 
     ``preload`` maps names to load at start to their keep_alive (None = the default).
     ``allowed_origins``: web pages that may call from a browser besides loopback ones.
+    ``allowed_media_domains``: hosts whose image URLs requests may name.
     """
 
     @asynccontextmanager
@@ -67,6 +69,7 @@ def create_app(
         reasoning_parser=reasoning_parser,
         chat_templates=dict(chat_templates or {}),
         limits=limits,
+        allowed_media_domains=list(allowed_media_domains or []),
     )
     install_error_handlers(app)
     app.add_exception_handler(ClientGone, _client_gone)

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from starlette.requests import Request as HttpRequest
 
+from llmport.api.images import marks, placed, refuse_images, with_placeholders
 from llmport.api.limits import check_requests
 from llmport.api.metrics import Metrics
 from llmport.api.state import app_state
@@ -38,21 +39,29 @@ class Delta(NamedTuple):
 
 def engine_request(model: LoadedModel, req: GenerationRequest) -> Request:
     """Validated here too, so a bad parameter never costs a trip to the worker."""
-    req.params.validate(model.engine.info.vocab_size)
-    check_token_ids(req.prompt_token_ids or [], model.engine.info.vocab_size, "prompt")
+    info = model.engine.info
+    req.params.validate(info.vocab_size)
+    check_token_ids(req.prompt_token_ids or [], info.vocab_size, "prompt")
+    if not info.takes_images:
+        refuse_images(req.images, req.model, info.kind)
     if req.messages is None:
+        prompt = req.prompt
+        if req.images and prompt is not None:  # Ollama's generate: the images lead.
+            prompt = with_placeholders(prompt, marks(info.image_placeholder, len(req.images)))
         return Request(
             request_id=req.request_id,
-            prompt=req.prompt,
+            prompt=prompt,
             prompt_token_ids=req.prompt_token_ids,
             params=req.params,
             embed=req.embed,
+            images=req.images,
         )
     return Request(
         request_id=req.request_id,
         prompt=render_prompt(model, req),
         params=req.params,
         add_special_tokens=False,
+        images=req.images,
     )
 
 
@@ -85,7 +94,7 @@ def render_prompt(model: LoadedModel, req: GenerationRequest) -> str:
     own = req.chat_template or tool_use
     return render_chat(
         template_source(own or spec.chat_template, spec.architecture),
-        req.messages or [],
+        placed(req.messages or [], model.engine.info.image_placeholder),
         bos_token=model.engine.info.bos_token,
         eos_token=model.engine.info.eos_token,
         add_generation_prompt=req.add_generation_prompt,

@@ -28,6 +28,8 @@ class AppState:
     reasoning_parser: str | None = None
     #: ``--chat-template``, by served name ("*": every model).
     chat_templates: dict[str, str] = field(default_factory=dict)
+    #: Hosts whose image URLs requests may name (``--allowed-media-domains``).
+    allowed_media_domains: list[str] = field(default_factory=list)
 
     @property
     def library(self) -> Library:

@@ -241,6 +241,7 @@ def _run(
         chat_templates=chat_templates,
         limits=limits,
         allowed_origins=server.allowed_origins,
+        allowed_media_domains=server.allowed_media_domains,
     )
     # uvicorn's own deadline is a backstop: the drain ends every request before it.
     backstop = math.ceil(server.shutdown_timeout) + 5

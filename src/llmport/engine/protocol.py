@@ -37,6 +37,11 @@ class EngineInfo(msgspec.Struct, kw_only=True):
     #: The sleep levels the engine offers, shallowest first (vLLM on a GPU: 1 keeps the
     #: weights in host memory and drops the KV cache, 2 drops both); empty: it cannot sleep.
     sleep_levels: list[int] = msgspec.field(default_factory=list)
+    #: Whether prompts may show it images, and the text that marks each image's place in
+    #: a prompt (``<image>``; ``{n}`` in it numbers them from 1); "" where the engine
+    #: places images itself.
+    takes_images: bool = False
+    image_placeholder: str = ""
 
 
 class EngineStats(msgspec.Struct):

@@ -4,6 +4,10 @@ Written with ``transformers`` and ``tokenizers`` into a folder (``config.json``,
 ``model.safetensors``, tokenizer files with a chat template), as a download would
 leave it. vLLM's CPU attention needs a head size of at least 32; its Qwen2 ignores
 ``head_dim`` and derives it from ``hidden_size``, so that is 128 over 4 heads.
+
+The vision model is an Idefics3 (SigLIP-style vision tower, Llama text model): vLLM's
+CPU build cannot run Qwen2-VL here, whose image processor imports torchvision, and PyPI
+has only CUDA builds of torchvision, which fail to load beside the CPU torch.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 SPECIAL_TOKENS = ["<s>", "</s>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]
+#: The tokens Idefics3's processor writes around each image.
+IMAGE_TOKENS = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>",
+                *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7))]  # fmt: skip
 CORPUS = [
     "hello world, the quick brown fox jumps over the lazy dog.",
     'tool call {"name": "get_weather", "arguments": {"city": "Paris"}} json schema',
@@ -38,6 +45,40 @@ def write_tiny_hf_model(folder: Path, arch: str = "llama", seed: int = 0) -> Pat
     tokenizer.save_pretrained(folder)
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(_config(arch, tokenizer))
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def write_tiny_vision_model(folder: Path, seed: int = 0) -> Path:
+    """A tiny random Idefics3 into ``folder``: a 28x28 view of each image (no splitting),
+    two 14-pixel patches a side pooled into one ``<image>`` token."""
+    import torch
+    import transformers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = _tokenizer(IMAGE_TOKENS)
+    image_processor = transformers.Idefics3ImageProcessor(
+        size={"longest_edge": 28}, max_image_size={"longest_edge": 28}, do_image_splitting=False
+    )
+    processor = transformers.Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_len=1,
+        chat_template=CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    text = _config("llama", tokenizer).to_dict()
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                  num_attention_heads=2, image_size=28, patch_size=14)  # fmt: skip
+    config = transformers.Idefics3Config(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+    )
+    torch.manual_seed(seed)
+    model = transformers.Idefics3ForConditionalGeneration(config)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -66,7 +107,7 @@ def _config(arch: str, tokenizer: Any) -> Any:
     raise ValueError(f"no tiny {arch} model")
 
 
-def _tokenizer() -> Any:
+def _tokenizer(extra_special: list[str] | None = None) -> Any:
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -75,7 +116,7 @@ def _tokenizer() -> Any:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=512,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + (extra_special or []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )

@@ -21,6 +21,7 @@ from llmport.api.answer import (
     reasoning_parser_name,
     template_kwargs,
 )
+from llmport.api.images import IMAGE_COUNT, ImageRef, load_images
 from llmport.api.json_body import JsonRoute
 from llmport.api.ollama import convert
 from llmport.api.ollama import protocol as p
@@ -33,7 +34,7 @@ from llmport.chat.tools import ToolCall, ToolParser, tool_parser
 from llmport.errors import InvalidParameter, LlmportError, UnsupportedOption
 from llmport.manager.keep_alive import parse_keep_alive
 from llmport.models.spec import ModelSpec
-from llmport.types import GenerationRequest, Output, SamplingParams
+from llmport.types import GenerationRequest, Image, Output, SamplingParams
 
 router = APIRouter(route_class=JsonRoute)
 NDJSON = "application/x-ndjson"
@@ -43,11 +44,6 @@ _EFFORTS = ("low", "medium", "high")
 
 @router.post("/api/generate", response_model=None)
 async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | StreamingResponse:
-    if body.images:
-        raise UnsupportedOption(
-            "images: images are not supported by this model's engine here (text only)",
-            param="images",
-        )
     if body.suffix:
         raise UnsupportedOption("suffix (fill-in-the-middle) is not supported", param="suffix")
     spec = await resolve(request, body.model)
@@ -60,6 +56,8 @@ async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | 
         is_chat=False,  # It renders its own prompt from SYSTEM and the template below.
         **_params(spec, body.options, body.format),
     )
+    refs = [ImageRef(image, f"images[{i}]") for i, image in enumerate(body.images or [])]
+    generation.images = await _load(request, refs)
     system = body.system if body.system is not None else (spec.system or "")
     if body.raw:
         generation.prompt = body.prompt
@@ -68,7 +66,8 @@ async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | 
         generation.prompt = render_go_prompt(template, system=system, prompt=body.prompt)
     elif spec.template or spec.chat_template:
         messages = [{"role": "system", "content": system}] if system else []
-        generation.messages = [*messages, {"role": "user", "content": body.prompt}]
+        user = {"role": "user", "content": body.prompt, IMAGE_COUNT: len(refs)}
+        generation.messages = [*messages, user]
     else:  # A base model without a chat template: the prompt is the text to continue.
         generation.prompt = f"{system}\n\n{body.prompt}" if system else body.prompt
     context = list(body.context or [])
@@ -81,24 +80,34 @@ async def chat(body: p.ChatRequest, request: Request) -> JSONResponse | Streamin
     spec = await resolve(request, body.model)
     if not body.messages:
         return await _load_or_unload(request, spec, body.keep_alive, "message")
-    with_images = [i for i, m in enumerate(body.messages) if m.images]
-    if with_images:
-        where = f"messages[{with_images[0]}].images"
-        raise UnsupportedOption(
-            f"{where}: images are not supported by this model's engine here (text only)",
-            param=where,
-        )
+    refs: list[ImageRef] = []
     generation = GenerationRequest(
         request_id=f"chat-{uuid.uuid4().hex}",
         model=body.model,
-        messages=[m.model_dump(exclude_none=True) for m in body.messages],
+        messages=[_message(m, i, refs) for i, m in enumerate(body.messages)],
         tools=body.tools,
         keep_alive=parse_keep_alive(body.keep_alive),
         **_params(spec, body.options, body.format),
     )
+    generation.images = await _load(request, refs)
     tools = tool_parser(app_state(request).tool_call_parser) if body.tools else None
     parser = _thinking(request, spec, generation, body.think, tools)
     return await _respond(request, spec, generation, "message", body.stream, None, parser)
+
+
+def _message(message: p.Message, index: int, refs: list[ImageRef]) -> dict[str, Any]:
+    """A template-ready message; its ``images`` (base64) go to ``refs``, counted in it."""
+    out = message.model_dump(exclude_none=True)
+    images = out.pop("images", None) or []
+    refs += [ImageRef(image, f"messages[{index}].images[{i}]") for i, image in enumerate(images)]
+    if images:
+        out[IMAGE_COUNT] = len(images)
+    return out
+
+
+async def _load(request: Request, refs: list[ImageRef]) -> list[Image]:
+    state = app_state(request)
+    return await load_images(refs, state.allowed_media_domains, state.limits.max_request_bytes)
 
 
 @router.post("/api/embed")

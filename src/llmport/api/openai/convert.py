@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from llmport.api.answer import reasoning_first, template_kwargs
+from llmport.api.images import IMAGE_COUNT, ImageRef
 from llmport.api.openai import protocol as p
 from llmport.chat.structured import response_grammar
 from llmport.chat.tools import ToolCall, ToolParser, tool_choice_grammar, tool_parser
@@ -160,9 +161,10 @@ def thinking_wanted(body: p.ChatCompletionRequest) -> bool | None:
 
 def to_chat_request(
     body: p.ChatCompletionRequest, parser_name: str, reasoning: str | None = None
-) -> tuple[GenerationRequest, ToolParser | None]:
-    """The engine request, and the tool-call parser its answer goes through (if any);
-    with a ``reasoning`` parser a constrained answer may reason first."""
+) -> tuple[GenerationRequest, ToolParser | None, list[ImageRef]]:
+    """The engine request, the tool-call parser its answer goes through (if any), and
+    the images its messages show (loaded by the caller: a remote one is fetched); with a
+    ``reasoning`` parser a constrained answer may reason first."""
     num_top = body.top_logprobs or 0
     params = to_sampling_params(
         body, body.max_completion_tokens or body.max_tokens, num_top if body.logprobs else None
@@ -179,23 +181,27 @@ def to_chat_request(
         params.grammar = forced or params.grammar
     params.grammar = reasoning_first(params.grammar, reasoning)
     kwargs = template_kwargs(None, body.reasoning_effort)
+    images: list[ImageRef] = []
     request = GenerationRequest(
         request_id=f"chatcmpl-{uuid.uuid4().hex}",
         model=body.model,
         params=params,
-        messages=[to_message(m, i) for i, m in enumerate(body.messages)],
+        messages=[to_message(m, i, images) for i, m in enumerate(body.messages)],
         tools=body.tools,
         add_generation_prompt=body.add_generation_prompt,
         keep_alive=parse_keep_alive(body.keep_alive),
         params_set=params_set(body),
         chat_template_kwargs={**kwargs, **(body.chat_template_kwargs or {})},
     )
-    return request, parser
+    return request, parser, images
 
 
-def to_message(message: p.ChatMessage, index: int = 0) -> dict[str, Any]:
-    """A template-ready message: content parts joined into text (``index``: its place in
-    ``messages``, named by the refusal of a part no engine here takes)."""
+def to_message(
+    message: p.ChatMessage, index: int = 0, images: list[ImageRef] | None = None
+) -> dict[str, Any]:
+    """A template-ready message: text parts joined; ``image_url`` parts appended to
+    ``images`` and counted in the message (``index``: its place in ``messages``, which
+    names a refused part)."""
     out = message.model_dump(exclude_none=True)
     for call in out.get("tool_calls", []):
         # Templates expect arguments as an object; OpenAI sends a JSON string.
@@ -211,28 +217,38 @@ def to_message(message: p.ChatMessage, index: int = 0) -> dict[str, Any]:
                 ) from None
     content = message.content
     if isinstance(content, list):
-        texts = []
+        texts, count = [], 0
         for number, part in enumerate(content):
-            if part.get("type") != "text":
-                raise _unsupported_part(part, f"messages[{index}].content[{number}]")
-            texts.append(str(part.get("text", "")))
+            where = f"messages[{index}].content[{number}]"
+            if part.get("type") == "image_url":
+                (images if images is not None else []).append(_image_ref(part, where))
+                count += 1
+            elif part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+            else:
+                raise UnsupportedOption(
+                    f"{where}: message content of type {part.get('type')!r} is not supported "
+                    "(text and image_url are)",
+                    param=where,
+                )
         out["content"] = "".join(texts)
+        if count:
+            out[IMAGE_COUNT] = count
     out.setdefault("content", "")
     return out
 
 
-def _unsupported_part(part: dict[str, Any], where: str) -> UnsupportedOption:
-    """Images (and other media) reach no engine yet: llama.cpp here takes text only, and
-    the vLLM engine is not handed images; refused, never dropped."""
-    kind = part.get("type")
-    if kind == "image_url":
-        return UnsupportedOption(
-            f"{where}.image_url: images are not supported by this model's engine here (text only)",
+def _image_ref(part: dict[str, Any], where: str) -> ImageRef:
+    """OpenAI's ``{"type": "image_url", "image_url": {"url": ...}}`` (a bare string URL
+    is taken too, as vLLM takes it)."""
+    found = part.get("image_url")
+    url = found.get("url") if isinstance(found, dict) else found
+    if not isinstance(url, str) or not url.startswith(("data:", "http://", "https://")):
+        raise InvalidParameter(
+            f"{where}.image_url.url must be a data: URL or an http(s) URL",
             param=f"{where}.image_url",
         )
-    return UnsupportedOption(
-        f"{where}: message content of type {kind!r} is not supported (text only)", param=where
-    )
+    return ImageRef(url, f"{where}.image_url")
 
 
 # -- responses -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ Only this module imports vLLM, and only in the worker.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from llmport.errors import (
 )
 from llmport.types import (
     FinishReason,
+    Image,
     Output,
     Request,
     SamplingParams,
@@ -50,6 +52,8 @@ class _Live:
     timings: Timings
     num_tokens: dict[int, int] = field(default_factory=dict)
     has_sent_prompt: bool = False
+    #: The prompt as vLLM counts it: each image's placeholder expanded into its tokens.
+    num_prompt_tokens: int = 0
 
 
 class VllmEngine:
@@ -93,12 +97,18 @@ class VllmEngine:
                 param="messages",
             )
         params = self._sampling_params(request.params, max_model_len - len(token_ids))
+        prompt: dict[str, Any] = {"prompt_token_ids": list(token_ids)}
+        if request.images:
+            prompt["multi_modal_data"] = {"image": [_decoded(i) for i in request.images]}
         try:
-            self.engine.add_request(
-                request.request_id, {"prompt_token_ids": list(token_ids)}, params
-            )
+            self.engine.add_request(request.request_id, prompt, params)
         except ValueError as error:  # vLLM's validation errors are ValueErrors.
             raise InvalidParameter(str(error), param=getattr(error, "parameter", None)) from None
+        except AssertionError as error:  # Its processor's, where images and marks disagree.
+            raise InvalidParameter(
+                f"the prompt's image placeholders do not match its images: {error}",
+                param="messages",
+            ) from None
         n = request.params.n
         self._live[request.request_id] = _Live(
             list(token_ids), set(range(n)), Timings(arrival=time.monotonic())
@@ -171,6 +181,8 @@ class VllmEngine:
             token_ids=token_ids,
             logprobs=self._logprobs(token_ids, choice.logprobs),
         )
+        if result.prompt_token_ids:
+            live.num_prompt_tokens = len(result.prompt_token_ids)
         if not live.has_sent_prompt:
             output.prompt_token_ids = live.prompt_token_ids
             live.has_sent_prompt = True
@@ -191,7 +203,7 @@ class VllmEngine:
 
     def _usage(self, live: _Live, index: int, num_cached_tokens: int | None) -> Usage:
         return Usage(
-            prompt_tokens=len(live.prompt_token_ids),
+            prompt_tokens=live.num_prompt_tokens or len(live.prompt_token_ids),
             completion_tokens=live.num_tokens.get(index, 0),
             cached_tokens=int(num_cached_tokens or 0),
         )
@@ -274,6 +286,21 @@ class VllmEngine:
             self.abort_request(request_id)
         with contextlib.suppress(LlmportError, RuntimeError, AttributeError):
             self.engine.engine_core.shutdown()
+
+
+def _decoded(image: Image) -> Any:
+    """A PIL image (vLLM's input) from the file's bytes; one PIL cannot read is the
+    client's 400, naming the field it came in."""
+    from PIL import Image as PilImage
+
+    try:
+        decoded = PilImage.open(io.BytesIO(image.data))
+        decoded.load()
+        return decoded.convert("RGB")
+    except (OSError, ValueError, SyntaxError, PilImage.DecompressionBombError) as error:
+        raise InvalidParameter(
+            f"{image.where}: the image could not be decoded: {error}", param=image.where
+        ) from None
 
 
 def _check_penalty_window(params: SamplingParams) -> None:

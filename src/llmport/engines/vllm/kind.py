@@ -104,7 +104,30 @@ def _info(engine: Any, config: VllmConfig, on_device: str) -> EngineInfo:
         device=on_device,
         # Sleep mode needs a GPU (vLLM's CPU build says "not supported on this platform").
         sleep_levels=[] if on_device == "cpu" else [1, 2],
+        **_images(vllm_config.model_config),
     )
+
+
+def _images(model_config: Any) -> dict[str, Any]:
+    """Whether the model takes images, and the placeholder vLLM's own server writes for
+    each (the model class's ``get_placeholder_str``); numbered where the model numbers
+    them (``<|image_1|>``: ``{n}`` here)."""
+    if not model_config.is_multimodal_model:
+        return {}
+    mm_config = model_config.multimodal_config
+    if mm_config is not None and mm_config.get_limit_per_prompt("image") == 0:
+        return {}
+    from vllm.model_executor.model_loader import get_model_cls
+
+    model_class = get_model_cls(model_config)
+    try:
+        first = model_class.get_placeholder_str("image", 1) or ""
+        second = model_class.get_placeholder_str("image", 2) or ""
+    except ValueError:  # "Only video modality is supported"...
+        return {}
+    numbered = first.replace("1", "{n}")
+    placeholder = first if first == second else numbered
+    return {"takes_images": True, "image_placeholder": placeholder}
 
 
 VLLM = EngineKind(
