@@ -11,8 +11,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from huggingface_hub import constants
-
 from llmport.errors import InvalidParameter
 from llmport.store.hf_ref import is_hf_ref, parse_hf_ref
 from llmport.store.registry import ModelRecord
@@ -33,6 +31,8 @@ def find_model_folder(name: str) -> Path | None:
     repo_id = repo_id_of(name)
     if repo_id is None:
         return None
+    from huggingface_hub import constants  # Not at import: the server starts without it.
+
     cache = Path(constants.HF_HUB_CACHE)
     folder = cache / f"models--{repo_id.replace('/', '--')}"
     try:
