@@ -2,9 +2,9 @@
 model (vLLM) beside the tiny GGUF (llama.cpp), so the suite pays vLLM's start once.
 
 The budget fits one vLLM model and the GGUF, not two vLLM models: the eviction test
-alternates two HF models through this same server, and the vision model, asked for by
-its path, takes its turn the same way. Image URLs may name 127.0.0.1 (a test serves
-images there).
+alternates two HF models through this same server, and the vision and embedding
+models, asked for by their paths, take their turns the same way. Image URLs may name
+127.0.0.1 (a test serves images there).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tiny_hf import write_tiny_hf_model, write_tiny_vision_model
+from tiny_hf import write_tiny_embedding_model, write_tiny_hf_model, write_tiny_vision_model
 from vllm_server import API_KEY, BUDGET
 
 from server_helpers import Server, running_server
@@ -34,6 +34,11 @@ def hf_qwen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def hf_vision(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_vision_model(tmp_path_factory.mktemp("hf") / "tiny-idefics3", seed=2)
+
+
+@pytest.fixture(scope="session")
+def hf_embedder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_embedding_model(tmp_path_factory.mktemp("hf") / "tiny-embedder", seed=3)
 
 
 @pytest.fixture(scope="session")

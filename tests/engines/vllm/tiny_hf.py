@@ -12,6 +12,7 @@ has only CUDA builds of torchvision, which fail to load beside the CPU torch.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,26 @@ def write_tiny_hf_model(folder: Path, arch: str = "llama", seed: int = 0) -> Pat
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(_config(arch, tokenizer))
     model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def write_tiny_embedding_model(folder: Path, seed: int = 0) -> Path:
+    """A tiny random Llama laid out as a Sentence Transformers embedding model (as
+    Qwen3-Embedding and gte-Qwen2 are): its last token's final hidden state, normalized.
+    vLLM reads ``modules.json`` and runs it as a pooling model."""
+    write_tiny_hf_model(folder, "llama", seed)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize",
+         "type": "sentence_transformers.models.Normalize"},
+    ]  # fmt: skip
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    pooling = {"word_embedding_dimension": 64, "pooling_mode_lasttoken": True,
+               "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": False}  # fmt: skip
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
     return folder
 
 

@@ -65,6 +65,9 @@ class VllmEngine:
         self._info = info
         self._live: dict[str, _Live] = {}
         self._sleep_level = 0
+        #: vLLM runs embedding models (sentence-transformers' layout, ``*Model``
+        #: architectures) as its pooling runner: they embed and cannot generate.
+        self._embeds = engine.vllm_config.model_config.runner_type == "pooling"
 
     @property
     def info(self) -> EngineInfo:
@@ -79,17 +82,16 @@ class VllmEngine:
         return list(self._live)
 
     def add_request(self, request: Request) -> list[int]:
-        if request.embed:
-            raise UnsupportedOption(
-                "embeddings: this model is served by vLLM for generation, which does not embed",
-                param="input",
-            )
+        if request.embed != self._embeds:
+            raise _wrong_runner(request.embed)
         token_ids = request.prompt_token_ids
         if token_ids is None:
             token_ids = self.tokenize(request.prompt or "", request.add_special_tokens)
         if not token_ids:
             raise InvalidParameter("the prompt is empty", param="prompt")
         max_model_len = self._info.max_model_len
+        if request.embed:
+            return self._add_embedding(request.request_id, list(token_ids))
         if len(token_ids) >= max_model_len:
             raise ContextLengthExceeded(
                 f"the prompt has {len(token_ids)} tokens; this model's context is "
@@ -114,6 +116,26 @@ class VllmEngine:
             list(token_ids), set(range(n)), Timings(arrival=time.monotonic())
         )
         return list(token_ids)
+
+    def _add_embedding(self, request_id: str, token_ids: list[int]) -> list[int]:
+        """The prompt's embedding, pooled and normalized as the model's own (Sentence
+        Transformers) configuration says."""
+        from vllm.pooling_params import PoolingParams
+
+        if len(token_ids) > self._info.max_model_len:
+            raise ContextLengthExceeded(
+                f"the input has {len(token_ids)} tokens; this model's context is "
+                f"{self._info.max_model_len} tokens",
+                param="input",
+            )
+        try:
+            self.engine.add_request(
+                request_id, {"prompt_token_ids": token_ids}, PoolingParams(task="embed")
+            )
+        except ValueError as error:
+            raise InvalidParameter(str(error), param="input") from None
+        self._live[request_id] = _Live(token_ids, {0}, Timings(arrival=time.monotonic()))
+        return token_ids
 
     def _sampling_params(self, params: SamplingParams, room: int) -> Any:
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
@@ -161,6 +183,9 @@ class VllmEngine:
             live = self._live.get(result.request_id)
             if live is None:
                 continue
+            if self._embeds:
+                outputs.append(self._embedding(result, live))
+                continue
             for choice in result.outputs:
                 outputs.append(self._output(result, live, choice))
             if not live.open_indexes:
@@ -196,6 +221,19 @@ class VllmEngine:
             output.usage = self._usage(live, index, result.num_cached_tokens)
             output.timings = live.timings
         return output
+
+    def _embedding(self, result: Any, live: _Live) -> Output:
+        """A pooling runner's whole answer, in one output."""
+        del self._live[result.request_id]
+        live.timings.finished = time.monotonic()
+        return Output(
+            request_id=result.request_id,
+            finish_reason=FinishReason.STOP,
+            prompt_token_ids=live.prompt_token_ids,
+            usage=self._usage(live, 0, result.num_cached_tokens),
+            timings=live.timings,
+            embedding=[float(x) for x in result.outputs.data.tolist()],
+        )
 
     def _final(self, request_id: str, live: _Live, index: int, reason: FinishReason) -> Output:
         return Output(request_id=request_id, index=index, finish_reason=reason,
@@ -286,6 +324,20 @@ class VllmEngine:
             self.abort_request(request_id)
         with contextlib.suppress(LlmportError, RuntimeError, AttributeError):
             self.engine.engine_core.shutdown()
+
+
+def _wrong_runner(embed: bool) -> UnsupportedOption:
+    if embed:
+        return UnsupportedOption(
+            "embeddings: this model generates text (vLLM runs it as a generative model), "
+            "it does not embed",
+            param="input",
+        )
+    return UnsupportedOption(
+        "this model is an embedding model (vLLM runs it as a pooling model): it answers "
+        "embeddings, not text",
+        param="model",
+    )
 
 
 def _decoded(image: Image) -> Any:
