@@ -173,3 +173,19 @@ def test_draining_refuses_new_leases_and_ends_running_requests() -> None:
             await running
 
     run(body)
+
+
+def test_the_next_spare_is_prepared_once_nothing_loads_or_generates() -> None:
+    """A spare's start beside a generating llama.cpp worker slows its steps several times
+    over on a small machine: the runtime is asked only when the server is quiet."""
+    a, b = fake_spec("a"), fake_spec("b")
+
+    async def body(manager: ModelManager, runtime: FakeRuntime) -> None:
+        async with manager.acquire(a):
+            assert runtime.num_prepared == 0  # Loaded and leased: busy.
+            async with manager.acquire(b):
+                pass
+            assert runtime.num_prepared == 0  # b is idle, a is not.
+        assert runtime.num_prepared == 1
+
+    run(body)

@@ -1,7 +1,9 @@
 """The local runtime: each engine in a worker process of this machine, over a pipe.
 
 Spawning costs an interpreter start and the imports (about a second), so it keeps
-one spare worker started: a model swap pays only the load.
+one spare worker started: a model swap pays only the load. A load takes the spare; the
+next one starts when the manager says the machine is quiet (``prepare``), or beside a
+load that found no spare (no quiet moment came since the last one).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class LocalRuntime:
         worker, self._spare = self._spare, None
         if worker is None or not worker.is_alive:
             worker = self._spawn()
-        self.prepare()  # The next swap's spare starts while this one loads.
+            self.prepare()  # A cold start is slow anyway; the next load is not.
         return await worker.load(kind, target, config)
 
     def _spawn(self) -> WorkerProcess:
