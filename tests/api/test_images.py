@@ -38,6 +38,7 @@ def image_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """127.0.0.1:PORT, serving ``pixel.png``."""
     folder = tmp_path_factory.mktemp("served")
     (folder / "pixel.png").write_bytes(base64.b64decode(PNG))
+    (folder / "big.png").write_bytes(base64.b64decode(PNG) + bytes(5 << 20))  # 5 MiB.
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -114,6 +115,17 @@ def test_remote_image_urls_are_fetched_only_from_allowed_hosts(
     # Fetched and checked; then the text model says it takes no images.
     fetched = chat_with_image(server, model, f"http://{image_host}/pixel.png")
     assert fetched.status_code == 400 and "takes no images" in fetched.text
+
+
+def test_fetched_images_together_stay_within_the_request_size_limit(
+    server: Server, tiny_model_path: Path, image_host: str
+) -> None:
+    big = {"type": "image_url", "image_url": {"url": f"http://{image_host}/big.png"}}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "two"}, big, big]}]
+    body = {"model": str(tiny_model_path), "messages": messages, "max_tokens": 2}
+    answer = httpx.post(f"{server.openai_url}/chat/completions", json=body, timeout=60)
+    assert answer.status_code == 400 and "more than" in answer.text
+    assert answer.json()["error"]["param"] == "messages[0].content[2].image_url"
 
 
 def test_placeholders_lead_each_message_that_shows_images() -> None:

@@ -25,13 +25,8 @@ from llmport.types import Image
 #: ``GenerationRequest.images``, in order); rendering turns it into placeholders.
 IMAGE_COUNT = "llmport_images"
 
-_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"BM", "BMP"),
-)
+#: How PNG, JPEG, GIF and BMP files start (WebP: below).
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*),(?P<data>.*)$",
                        re.DOTALL)  # fmt: skip
 _FETCH_SECONDS = 10.0
@@ -49,15 +44,23 @@ class ImageRef:
 async def load_images(
     refs: list[ImageRef], allowed_domains: list[str], max_bytes: int
 ) -> list[Image]:
-    """The bytes of each image, checked; a bad one is a 400 naming its field."""
-    images = []
+    """The bytes of each image, checked; a bad one is a 400 naming its field. All of a
+    request's images together may hold ``max_bytes`` (the request size limit), fetched
+    ones included."""
+    images, room = [], max_bytes
     for ref in refs:
         if ref.source.startswith("data:"):
             data = _from_data_url(ref)
         elif ref.source.startswith(("http://", "https://")):
-            data = await _fetch(ref, allowed_domains, max_bytes)
+            data = await _fetch(ref, allowed_domains, room)
         else:
             data = _from_base64(ref.source, ref.where)
+        room -= len(data)
+        if room < 0:
+            raise InvalidParameter(
+                f"{ref.where}: the request's images hold more than {max_bytes} bytes",
+                param=ref.where,
+            )
         images.append(_checked(data, ref.where))
     return images
 
@@ -105,7 +108,7 @@ async def _fetch(ref: ImageRef, allowed_domains: list[str], max_bytes: int) -> b
                 data += chunk
                 if len(data) > max_bytes:
                     raise InvalidParameter(
-                        f"{ref.where}: the image is larger than {max_bytes} bytes",
+                        f"{ref.where}: the request's images hold more than the request size limit",
                         param=ref.where,
                     )
     except httpx.HTTPError as error:
@@ -119,7 +122,7 @@ def _checked(data: bytes, where: str) -> Image:
     """Bytes that start like an image file (PNG, JPEG, GIF, BMP, WebP); the engine that
     decodes them reports anything else wrong with them."""
     is_webp = data[:4] == b"RIFF" and data[8:12] == b"WEBP"
-    if not is_webp and not any(data.startswith(magic) for magic, _ in _SIGNATURES):
+    if not is_webp and not data.startswith(_SIGNATURES):
         raise InvalidParameter(f"{where}: not a PNG, JPEG, GIF, BMP or WebP image", param=where)
     return Image(data=data, where=where)
 

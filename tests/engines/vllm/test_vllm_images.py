@@ -38,6 +38,13 @@ def png(color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
 RED, BLUE = png((255, 0, 0)), png((0, 0, 255))
 
 
+def huge_png() -> bytes:
+    """48 million pixels (a 1-bit image: small to make and to send), over the cap."""
+    buffer = io.BytesIO()
+    PilImage.new("1", (8000, 6000)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def data_url(image: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(image).decode()
 
@@ -116,6 +123,7 @@ def test_a_remote_image_url_is_fetched_only_from_an_allowed_host(
         ("data:text/plain;base64,aGk=", "not an image type"),
         (data_url(b"not an image at all"), "not a PNG"),
         (data_url(RED[:40]), "could not be decoded"),  # A PNG's start, cut short.
+        (data_url(huge_png()), "8000x6000 pixels"),
     ],
 )
 def test_a_bad_image_is_a_400_naming_its_field(

@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 #: ``penalty_last_n`` values vLLM honours: Ollama's default (which cannot be told from
 #: unset), -1 (the whole context: vLLM's only window) and 0 (no penalty).
 _PENALTY_WINDOWS = (64, -1, 0)
+#: The largest image decoded (pixels; 12 bytes each as it is decoded and converted):
+#: vision models resize far below this anyway.
+MAX_IMAGE_PIXELS = 40_000_000
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.ABORT}
 
 
@@ -341,12 +344,20 @@ def _wrong_runner(embed: bool) -> UnsupportedOption:
 
 
 def _decoded(image: Image) -> Any:
-    """A PIL image (vLLM's input) from the file's bytes; one PIL cannot read is the
-    client's 400, naming the field it came in."""
+    """A PIL image (vLLM's input) from the file's bytes; one PIL cannot read, or too
+    large to decode without risking the worker's memory, is the client's 400, naming the
+    field it came in."""
     from PIL import Image as PilImage
 
     try:
         decoded = PilImage.open(io.BytesIO(image.data))
+        width, height = decoded.size  # From the header: nothing decoded yet.
+        if width * height > MAX_IMAGE_PIXELS:
+            raise InvalidParameter(
+                f"{image.where}: the image is {width}x{height} pixels; at most "
+                f"{MAX_IMAGE_PIXELS // 1_000_000} million are taken",
+                param=image.where,
+            )
         decoded.load()
         return decoded.convert("RGB")
     except (OSError, ValueError, SyntaxError, PilImage.DecompressionBombError) as error:
