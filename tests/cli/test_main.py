@@ -173,8 +173,12 @@ class _TerminalSession:
 
 
 def _take_terminal() -> None:
+    """In the child: a session of its own, the pseudo-terminal as its controlling one, and
+    Ctrl-C's signal handled as in a shell's foreground job (a test run started in the
+    background, as by ``nohup ... &``, hands its children SIGINT ignored)."""
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_run_with_a_missing_model_fails_with_one_line(
