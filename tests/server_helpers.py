@@ -1,13 +1,17 @@
-"""Start ``llmport serve`` as a user does (a subprocess on 127.0.0.1) and talk to it."""
+"""Start ``llmport serve`` as a user does (a subprocess on 127.0.0.1) and talk to it;
+serve plain files over HTTP beside it (what a server may be asked to fetch)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -90,3 +94,16 @@ def _wait_healthy(server: Server, timeout: float) -> None:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"server not healthy after {timeout}s:\n{server.log()}")
+
+
+@contextlib.contextmanager
+def serving_files(folder: Path) -> Iterator[str]:
+    """A plain HTTP server on 127.0.0.1 serving ``folder``'s files; yields HOST:PORT."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -7,9 +7,6 @@ an image file, and that a remote URL names an allowed host (the vision tests in
 from __future__ import annotations
 
 import base64
-import functools
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import httpx
 import pytest
 
 from llmport.api.images import IMAGE_COUNT, placed, with_placeholders
-from server_helpers import Server, running_server
+from server_helpers import Server, running_server, serving_files
 
 #: A 1x1 PNG as a data URL, as the OpenAI SDK's users send one.
 PNG = base64.b64encode(
@@ -39,12 +36,8 @@ def image_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("served")
     (folder / "pixel.png").write_bytes(base64.b64decode(PNG))
     (folder / "big.png").write_bytes(base64.b64decode(PNG) + bytes(5 << 20))  # 5 MiB.
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving_files(folder) as host:
+        yield host
 
 
 def chat_with_image(server: Server, model: str, url: str) -> httpx.Response:

@@ -7,10 +7,7 @@ either dialect (or by URL) gives the same one."""
 from __future__ import annotations
 
 import base64
-import functools
-import http.server
 import io
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ import pytest
 from PIL import Image as PilImage
 from vllm_server import API_KEY, auth
 
-from server_helpers import Server
+from server_helpers import Server, serving_files
 
 QUESTION = "what is this?"
 #: Greedy, and without Ollama's default repeat penalty, so both dialects sample alike.
@@ -64,12 +61,8 @@ def image_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A plain HTTP server on 127.0.0.1 serving ``red.png``."""
     folder = tmp_path_factory.mktemp("images")
     (folder / "red.png").write_bytes(RED)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving_files(folder) as host:
+        yield host
 
 
 def test_an_image_in_an_openai_chat_reaches_the_model(server: Server, hf_vision: Path) -> None:
