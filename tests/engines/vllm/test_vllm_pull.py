@@ -1,6 +1,7 @@
 """``llmport pull hf.co/org/name`` of a safetensors repo, through the real CLI against a
 real server and a fake Hub: the files land in the Hugging Face cache, ``list`` shows the
-model as safetensors, and vLLM serves it by ``org/name`` and ``hf.co/org/name``."""
+model as safetensors, vLLM serves it by ``org/name`` and ``hf.co/org/name``, and ``rm``
+unloads it and removes it from the cache."""
 
 from __future__ import annotations
 
@@ -56,4 +57,11 @@ def test_pull_list_and_serve_a_safetensors_repo(tmp_path: Path, hf_llama: Path) 
             loaded = httpx.get(f"{server.base_url}/api/ps").json()["models"]
             assert {m["engine"] for m in loaded} == {"vllm"}
             assert len(loaded) == 1  # Both names lead to one snapshot: one engine.
+            cli = {**env, "LLMPORT_HOST": server.base_url.removeprefix("http://")}
+            removed = llmport("rm", f"hf.co/{REPO}", env=cli)  # Not the spelling it loaded by.
+            assert removed.returncode == 0, removed.stderr
+            assert httpx.get(f"{server.base_url}/api/ps").json()["models"] == []
+            assert not (tmp_path / "hf" / "hub" / "models--tester--tiny-llama").exists()
+            tags = httpx.get(f"{server.base_url}/api/tags").json()["models"]
+            assert f"hf.co/{REPO}" not in {m["name"] for m in tags}
         assert len(hub.requests) == hub_requests
