@@ -138,3 +138,19 @@ def test_placeholders_lead_each_message_that_shows_images() -> None:
 def test_a_placeholder_the_client_wrote_is_not_added_again() -> None:
     assert with_placeholders("see <image> here", ["<image>"]) == "see <image> here"
     assert with_placeholders("see <image>", ["<image>", "<image>"]) == "<image>\nsee <image>"
+
+
+def test_an_anthropic_image_block_to_a_text_model_is_a_400_naming_it(
+    server: Server, tiny_model_path: Path
+) -> None:
+    def ask(source: dict[str, str]) -> httpx.Response:
+        content = [{"type": "text", "text": "what is this?"}, {"type": "image", "source": source}]
+        body = {"model": str(tiny_model_path), "max_tokens": 2,
+                "messages": [{"role": "user", "content": content}]}  # fmt: skip
+        return httpx.post(f"{server.base_url}/v1/messages", json=body, timeout=60)
+
+    refused = ask({"type": "base64", "media_type": "image/png", "data": PNG})
+    assert refused.status_code == 400 and "takes no images" in refused.text
+    assert "messages[0].content[1]" in refused.json()["error"]["message"]
+    no_type = ask({"type": "base64", "data": PNG})
+    assert no_type.status_code == 400 and "needs media_type and data" in no_type.text

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import ollama
 import openai
@@ -92,6 +93,21 @@ def test_ollama_images_give_the_answer_the_openai_dialect_gives(
         assert answer.message.content == expected
         generated = client.generate(model=model, prompt=QUESTION, images=[BLUE], options=GREEDY)
         assert generated.response == expected
+
+
+def test_an_anthropic_image_block_gives_the_answer_the_openai_dialect_gives(
+    server: Server, hf_vision: Path
+) -> None:
+    model = str(hf_vision)
+    expected = openai_chat(server, model, data_url(RED)).choices[0].message.content
+    image = {"type": "base64", "media_type": "image/png", "data": base64.b64encode(RED).decode()}
+    with anthropic.Anthropic(base_url=server.base_url, api_key=API_KEY) as client:
+        answer = client.messages.create(
+            model=model, max_tokens=8, extra_body={"temperature": 0},  # Not an SDK argument.
+            messages=[{"role": "user", "content": [{"type": "image", "source": image},
+                                                   {"type": "text", "text": QUESTION}]}],
+        )  # fmt: skip
+    assert answer.content[0].text == expected  # type: ignore[union-attr]
 
 
 def test_a_remote_image_url_is_fetched_only_from_an_allowed_host(

@@ -42,8 +42,22 @@ class RedactedThinkingBlock(_Body):
     data: str
 
 
+class ImageSource(_Body):
+    """``base64`` (``media_type`` and ``data``) or ``url``."""
+
+    type: Literal["base64", "url"]
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+
+
+class ImageBlock(_Body):
+    type: Literal["image"]
+    source: ImageSource
+
+
 ContentBlock = Annotated[
-    TextBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock | RedactedThinkingBlock,
+    TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock | RedactedThinkingBlock,
     Field(discriminator="type"),
 ]
 
