@@ -17,7 +17,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from starlette.requests import Request
 
+from llmport.api.state import app_state
 from llmport.errors import InvalidParameter, UnsupportedOption
 from llmport.types import Image
 
@@ -39,6 +41,12 @@ class ImageRef:
 
     source: str
     where: str
+
+
+async def request_images(request: Request, refs: list[ImageRef]) -> list[Image]:
+    """``load_images`` under the server's settings (allowed hosts, request size limit)."""
+    state = app_state(request)
+    return await load_images(refs, state.allowed_media_domains, state.limits.max_request_bytes)
 
 
 async def load_images(

@@ -15,7 +15,7 @@ from llmport.api.anthropic import convert
 from llmport.api.anthropic import protocol as p
 from llmport.api.anthropic.builder import MessageBuilder, event
 from llmport.api.anthropic.errors import anthropic_error_body
-from llmport.api.images import load_images
+from llmport.api.images import request_images
 from llmport.api.json_body import JsonRoute
 from llmport.api.limits import check_requests
 from llmport.api.state import app_state
@@ -34,9 +34,7 @@ async def create_message(
     spec = await state.resolver.resolve(body.model)
     reasoning = reasoning_parser_name(state, spec, convert.thinking_wanted(body))
     generation, tools, images = convert.to_request(body, state.tool_call_parser, reasoning)
-    generation.images = await load_images(
-        images, state.allowed_media_domains, state.limits.max_request_bytes
-    )
+    generation.images = await request_images(request, images)
     stream = await serving.start(request, spec, [generation])
     builder = MessageBuilder(
         generation.request_id,

@@ -21,7 +21,7 @@ from llmport.api.answer import (
     reasoning_parser_name,
     template_kwargs,
 )
-from llmport.api.images import IMAGE_COUNT, ImageRef, load_images
+from llmport.api.images import IMAGE_COUNT, ImageRef, request_images
 from llmport.api.json_body import JsonRoute
 from llmport.api.ollama import convert
 from llmport.api.ollama import protocol as p
@@ -34,7 +34,7 @@ from llmport.chat.tools import ToolCall, ToolParser, tool_parser
 from llmport.errors import InvalidParameter, LlmportError, UnsupportedOption
 from llmport.manager.keep_alive import parse_keep_alive
 from llmport.models.spec import ModelSpec
-from llmport.types import GenerationRequest, Image, Output, SamplingParams
+from llmport.types import GenerationRequest, Output, SamplingParams
 
 router = APIRouter(route_class=JsonRoute)
 NDJSON = "application/x-ndjson"
@@ -57,7 +57,7 @@ async def generate(body: p.GenerateRequest, request: Request) -> JSONResponse | 
         **_params(spec, body.options, body.format),
     )
     refs = [ImageRef(image, f"images[{i}]") for i, image in enumerate(body.images or [])]
-    generation.images = await _load(request, refs)
+    generation.images = await request_images(request, refs)
     system = body.system if body.system is not None else (spec.system or "")
     if body.raw:
         generation.prompt = body.prompt
@@ -89,7 +89,7 @@ async def chat(body: p.ChatRequest, request: Request) -> JSONResponse | Streamin
         keep_alive=parse_keep_alive(body.keep_alive),
         **_params(spec, body.options, body.format),
     )
-    generation.images = await _load(request, refs)
+    generation.images = await request_images(request, refs)
     tools = tool_parser(app_state(request).tool_call_parser) if body.tools else None
     parser = _thinking(request, spec, generation, body.think, tools)
     return await _respond(request, spec, generation, "message", body.stream, None, parser)
@@ -103,11 +103,6 @@ def _message(message: p.Message, index: int, refs: list[ImageRef]) -> dict[str, 
     if images:
         out[IMAGE_COUNT] = len(images)
     return out
-
-
-async def _load(request: Request, refs: list[ImageRef]) -> list[Image]:
-    state = app_state(request)
-    return await load_images(refs, state.allowed_media_domains, state.limits.max_request_bytes)
 
 
 @router.post("/api/embed")

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from llmport.api import serving
 from llmport.api.answer import reasoning_parser_name
 from llmport.api.errors import error_body
-from llmport.api.images import load_images
+from llmport.api.images import request_images
 from llmport.api.json_body import JsonRoute
 from llmport.api.limits import check_requests, check_text
 from llmport.api.openai import convert
@@ -92,9 +92,7 @@ async def create_chat_completion(
     spec = await state.resolver.resolve(body.model)
     reasoning = reasoning_parser_name(state, spec, convert.thinking_wanted(body))
     generation, parser, images = convert.to_chat_request(body, state.tool_call_parser, reasoning)
-    generation.images = await load_images(
-        images, state.allowed_media_domains, state.limits.max_request_bytes
-    )
+    generation.images = await request_images(request, images)
     stream = await serving.start(request, spec, [generation])
     parser_name = state.tool_call_parser if parser else None
     builder = ChatBuilder(body, generation.request_id, parser_name, reasoning)
