@@ -2,9 +2,10 @@
 long distinct prompts, chats sharing a long system prompt, short prompts and model swaps.
 
 Both servers run on the same model (default: the embedded Gemma 3 270M Q4_K_M) with the
-same limits (16 sequences of 4,096 tokens, the same threads), one after the other, never
-together; every figure is printed with its ratio llmport / llama-server and the issue's
-target for it. See benchmarks/README.md.
+same limits (16 sequences of 4,096 tokens, the same threads). Both stay up, and each
+workload runs on one, then on the other, never on both at once, for ``--rounds`` rounds
+that alternate which goes first; every figure is a median over the rounds, printed with
+its ratio llmport / llama-server and the issue's target for it. See benchmarks/README.md.
 
     .venv/bin/python benchmarks/longctx.py \
         --llama-server /work/peers/llama.cpp-build/bin/llama-server
@@ -24,8 +25,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,15 +137,20 @@ async def fit(client: httpx.AsyncClient, words: list[str], target: int) -> str:
     return text
 
 
-async def build_prompts(base: str, sizes: Sizes) -> Prompts:
-    """Every prompt, fitted with llmport's ``/tokenize``; the same texts go to both servers.
-    Prompts of the long and short workloads start with distinct words (WORDS[i]), so no two
-    share a token after <bos>; the shared workload's system prompt starts with its own."""
+async def build_prompts(base: str, sizes: Sizes, round_index: int = 0) -> Prompts:
+    """Every prompt of one round, fitted with llmport's ``/tokenize``; the same texts go to
+    both servers. Prompts of the long and short workloads start with distinct words
+    (WORDS[i]), so no two share a token after <bos>; the shared workload's system prompt
+    starts with its own. Each round takes its own words and seeds, so no round reuses
+    another's KV on either server."""
     n = sizes.clients
+    offset = round_index * (2 * n + 2)
+    seed0 = 100_000 * round_index
     async with httpx.AsyncClient(base_url=base, timeout=600) as client:
 
         async def fitted(first: int, seed: int, target: int) -> str:
-            return await fit(client, items(WORDS[first % len(WORDS)], seed, target), target)
+            word = WORDS[(first + offset) % len(WORDS)]
+            return await fit(client, items(word, seed0 + seed, target), target)
 
         long = [fitted(i, 1000 + i, sizes.long_tokens) for i in range(n)]
         short = [fitted(n + i, 2000 + i, sizes.short_tokens) for i in range(n)]
@@ -309,43 +315,92 @@ def load_note(srv: Server) -> str:
     return found[-1].strip() if found else "no load line in the log"
 
 
-def run_side(
-    name: str, command: list[str], args: argparse.Namespace, sizes: Sizes, state: dict[str, Any]
+Sides = dict[str, dict[str, list[Load]]]  # server -> workload -> one Load per round
+
+
+def tree_cpu_seconds(servers: dict[str, Server]) -> float:
+    """CPU time used so far by every server process, workers and spares included."""
+    total = 0.0
+    for srv in servers.values():
+        with suppress(psutil.Error):
+            root = psutil.Process(srv.process.pid)
+            for process in (root, *root.children(recursive=True)):
+                with suppress(psutil.Error):
+                    times = process.cpu_times()
+                    total += times.user + times.system
+    return total
+
+
+def settle(servers: dict[str, Server], quiet_cpu_s: float = 0.05, limit_s: float = 30) -> None:
+    """Wait until the servers use (almost) no CPU, so neither side's workload starts beside
+    the other's leftovers (a spare worker importing, a prompt cache being written)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = tree_cpu_seconds(servers)
+        time.sleep(0.5)
+        if tree_cpu_seconds(servers) - before < quiet_cpu_s:
+            return
+
+
+def run_workload(
+    name: str, srv: Server, workload: str, prompts: Prompts, sizes: Sizes
 ) -> dict[str, Load]:
-    """The long, shared and short workloads (those asked for) on one server."""
-    workloads = [w for w in args.workloads if w != "swap"]
-    results: dict[str, Load] = {}
-    if not workloads:
+    """One workload on one server: ``long`` (with its RSS), ``shared`` (a cold run, then a
+    warm one with new user messages) or ``short``."""
+    if workload == "long":
+        holder = model_process(srv, name == "llmport")
+        idle = holder.memory_info().rss
+        log(f"{name}: long ({sizes.clients} x ~{sizes.long_tokens} tokens), pid {holder.pid}")
+        requests = [completion(p, sizes.long_out) for p in prompts.long]
+        with peak_rss(holder) as peak:
+            load = asyncio.run(concurrent(srv.base, requests))
+        load.peak_rss, load.idle_rss = peak[0], idle
+        return {"long": load}
+    if workload == "shared":
+        results = {}
+        for run, users in zip(("shared cold", "shared warm"), prompts.users, strict=True):
+            log(f"{name}: {run}")
+            requests = [chat(prompts.system, u, sizes.shared_out) for u in users]
+            results[run] = asyncio.run(concurrent(srv.base, requests))
         return results
-    port = int(command[command.index("--port") + 1])
-    log(f"{name}: starting {' '.join(command)}")
-    with server(command, "/health", port, dict(os.environ)) as srv:
-        if "prompts" not in state:
-            log("fitting prompts with llmport's /tokenize")
-            state["prompts"] = asyncio.run(build_prompts(srv.base, sizes))
-        prompts: Prompts = state["prompts"]
-        asyncio.run(concurrent(srv.base, [completion(prompts.warmup, 8)]))  # Load, allocate.
-        is_llmport = name == "llmport"
-        if "long" in workloads:
-            holder = model_process(srv, is_llmport)
-            idle = holder.memory_info().rss
-            log(f"{name}: long ({sizes.clients} x ~{sizes.long_tokens} tokens), pid {holder.pid}")
-            requests = [completion(p, sizes.long_out) for p in prompts.long]
-            with peak_rss(holder) as peak:
-                results["long"] = asyncio.run(concurrent(srv.base, requests))
-            results["long"].peak_rss, results["long"].idle_rss = peak[0], idle
-        if "shared" in workloads:
-            for run, users in zip(("shared cold", "shared warm"), prompts.users, strict=True):
-                log(f"{name}: {run}")
-                requests = [chat(prompts.system, u, sizes.shared_out) for u in users]
-                results[run] = asyncio.run(concurrent(srv.base, requests))
-        if "short" in workloads:
-            log(f"{name}: short")
-            requests = [completion(p, sizes.short_out) for p in prompts.short]
-            results["short"] = asyncio.run(concurrent(srv.base, requests))
-        if is_llmport:
-            state["loaded"] = load_note(srv)
-    return results
+    log(f"{name}: short")
+    requests = [completion(p, sizes.short_out) for p in prompts.short]
+    return {"short": asyncio.run(concurrent(srv.base, requests))}
+
+
+def run_rounds(args: argparse.Namespace, model: Path, sizes: Sizes, state: dict[str, Any]) -> Sides:
+    """The long, shared and short workloads (those asked for), ``--rounds`` times, on both
+    servers at once: each workload runs on one server, then on the other, first one then
+    the other in turn, so a drift of the machine's speed (shared, noisy) falls on both
+    sides alike. Each round has prompts of its own."""
+    workloads = [w for w in args.workloads if w != "swap"]
+    commands = {"llmport": llmport_command(args, model, free_port())}
+    if args.llama_server:
+        commands["llama-server"] = llama_server_command(args, model, free_port())
+    sides: Sides = {name: {} for name in commands}
+    if not workloads:
+        return sides
+    with ExitStack() as stack:
+        servers: dict[str, Server] = {}
+        for name, command in commands.items():
+            log(f"{name}: starting {' '.join(command)}")
+            port = int(command[command.index("--port") + 1])
+            servers[name] = stack.enter_context(server(command, "/health", port, dict(os.environ)))
+        for index in range(args.rounds):
+            log(f"round {index + 1} of {args.rounds}: fitting prompts with llmport's /tokenize")
+            prompts = asyncio.run(build_prompts(servers["llmport"].base, sizes, index))
+            if index == 0:
+                for srv in servers.values():  # Load, allocate.
+                    asyncio.run(concurrent(srv.base, [completion(prompts.warmup, 8)]))
+            order = list(servers) if index % 2 == 0 else list(reversed(servers))
+            for workload in workloads:
+                for name in order:
+                    settle(servers)
+                    found = run_workload(name, servers[name], workload, prompts, sizes)
+                    for key, load in found.items():
+                        sides[name].setdefault(key, []).append(load)
+        state["loaded"] = load_note(servers["llmport"])
+    return sides
 
 
 def swap_latencies(command: list[str], names: tuple[str, str], count: int) -> list[float]:
@@ -393,18 +448,31 @@ def mib(size: int | None) -> str:
     return "-" if size is None else f"{size / 2**20:.0f} MiB"
 
 
-def print_loads(title: str, rows: dict[str, Load], rss: bool = False) -> None:
+def median_of(loads: list[Load], value: Callable[[Load], float]) -> float:
+    return statistics.median(value(load) for load in loads)
+
+
+def print_loads(title: str, rows: dict[str, list[Load]], rss: bool = False) -> None:
+    """One line per server: medians over the rounds (TTFT max and peak RSS: the largest),
+    then each round's wall time."""
     print(f"\n{title}")
     header = (
         f"{'server':14} {'prompt tok':>10} {'wall':>9} {'TTFT p50':>9} {'TTFT max':>9} {'tok/s':>7}"
     )
-    print(header + (f" {'idle RSS':>9} {'peak RSS':>9}" if rss else ""))
-    for name, load in rows.items():
+    print(header + (f" {'idle RSS':>9} {'peak RSS':>9}" if rss else "") + "  walls by round")
+    for name, loads in rows.items():
+        tokens = statistics.mean(t for load in loads for t in load.prompt_tokens)
         line = (
-            f"{name:14} {statistics.mean(load.prompt_tokens):10.0f} {load.wall:8.2f}s "
-            f"{load.ttft_p50:8.2f}s {max(load.ttfts):8.2f}s {load.tokens_per_second:7.1f}"
+            f"{name:14} {tokens:10.0f} {median_of(loads, lambda r: r.wall):8.2f}s "
+            f"{median_of(loads, lambda r: r.ttft_p50):8.2f}s "
+            f"{max(max(load.ttfts) for load in loads):8.2f}s "
+            f"{median_of(loads, lambda r: r.tokens_per_second):7.1f}"
         )
-        print(line + (f" {mib(load.idle_rss):>9} {mib(load.peak_rss):>9}" if rss else ""))
+        if rss:
+            idle = loads[0].idle_rss
+            peak = max((load.peak_rss for load in loads if load.peak_rss), default=None)
+            line += f" {mib(idle):>9} {mib(peak):>9}"
+        print(line + "  " + ", ".join(f"{load.wall:.1f}" for load in loads))
 
 
 @dataclass
@@ -433,17 +501,24 @@ class Goal:
         )
 
 
-def goals(sides: dict[str, dict[str, Load]], swaps: dict[str, list[float]]) -> list[Goal]:
+def goals(sides: Sides, swaps: dict[str, list[float]]) -> list[Goal]:
+    """Each goal from the medians over the rounds (peak RSS: the largest)."""
     ours, theirs = sides.get("llmport", {}), sides.get("llama-server", {})
     found: list[Goal] = []
 
-    def add(label: str, workload: str, unit: str, limit: float, at_most: bool, value: Any) -> None:
+    def add(
+        label: str, workload: str, unit: str, limit: float, at_most: bool,
+        value: Callable[[Load], float], combine: Callable[[list[float]], float] = statistics.median,
+    ) -> None:  # fmt: skip
         if workload in ours:
-            other = value(theirs[workload]) if workload in theirs else None
-            found.append(Goal(label, value(ours[workload]), other, unit, limit, at_most))
+            mine = combine([value(load) for load in ours[workload]])
+            other = None
+            if workload in theirs:
+                other = combine([value(load) for load in theirs[workload]])
+            found.append(Goal(label, mine, other, unit, limit, at_most))
 
     add("long wall", "long", "s", 1.0, True, lambda r: r.wall)
-    add("long peak RSS (model)", "long", "MiB", 1.0, True, lambda r: r.peak_rss)
+    add("long peak RSS (model)", "long", "MiB", 1.0, True, lambda r: r.peak_rss or 0, max)
     add("shared cold TTFT p50", "shared cold", "s", 0.5, True, lambda r: r.ttft_p50)
     add("shared warm TTFT p50", "shared warm", "s", 0.5, True, lambda r: r.ttft_p50)
     add("short tok/s", "short", "tok/s", 1.0, False, lambda r: r.tokens_per_second)
@@ -466,11 +541,12 @@ def goals(sides: dict[str, dict[str, Load]], swaps: dict[str, list[float]]) -> l
 def report(
     args: argparse.Namespace,
     sizes: Sizes,
-    sides: dict[str, dict[str, Load]],
+    sides: Sides,
     swaps: dict[str, list[float]],
     state: dict[str, Any],
 ) -> None:
     n = sizes.clients
+    print(f"\n{args.rounds} round(s); each figure is the median over the rounds")
     if "long" in args.workloads:
         print_loads(
             f"long: {n} concurrent streams, distinct ~{sizes.long_tokens}-token prompts, "
@@ -524,6 +600,11 @@ def main() -> None:
     )
     parser.add_argument("--swaps", type=int, default=8, help="timed requests of the swap workload")
     parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="times each of the long, shared and short workloads runs on each server, in "
+        "turn; the figures are medians",
+    )  # fmt: skip
+    parser.add_argument(
         "--kv-layout", default="auto", choices=("auto", "unified", "per-seq"),
         help="passed to llmport serve",
     )  # fmt: skip
@@ -535,6 +616,8 @@ def main() -> None:
     unknown = set(args.workloads) - set(WORKLOADS)
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if "swap" in args.workloads and args.swaps < 1:
         parser.error("--swaps must be at least 1 with the swap workload")
     model = args.model or embedded_model_path(default_cache_dir())
@@ -545,11 +628,7 @@ def main() -> None:
     print(f"model {model}, {args.threads} threads, scale {args.scale}")
 
     state: dict[str, Any] = {}
-    sides = {"llmport": run_side("llmport", llmport_command(args, model, free_port()), args,
-                                 sizes, state)}  # fmt: skip
-    if args.llama_server:
-        command = llama_server_command(args, model, free_port())
-        sides["llama-server"] = run_side("llama-server", command, args, sizes, state)
+    sides = run_rounds(args, model, sizes, state)
     swaps = run_swaps(args, model) if "swap" in args.workloads else {}
     report(args, sizes, sides, swaps, state)
 
