@@ -8,6 +8,7 @@ its recorded tokens, and no slot holds anything else.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 
@@ -628,5 +629,41 @@ def test_per_sequence_streams_never_preempt_and_batch_in_slot_order() -> None:
     assert not harness.scheduler.preemptions
     for batch in harness.backend.batches:
         assert list(batch.slots) == sorted(batch.slots)
+    harness.check_outputs()
+    harness.check_drained()
+
+
+def consecutive_runs(slots: list[int]) -> int:
+    """How many forward passes llama.cpp makes for a batch over these per-sequence slots."""
+    ordered = sorted(set(slots))
+    return 1 + sum(b != a + 1 for a, b in itertools.pairwise(ordered))
+
+
+def test_per_sequence_new_sequences_join_the_running_slots_and_cached_prefixes_move() -> None:
+    """Chats finished out of order leave their prefixes in scattered slots; a new sequence
+    runs next to the running ones (one forward pass per step, not one per slot), and the
+    prefix that held its slot moves, still reusable."""
+    rng = random.Random(21)
+    harness = Harness(num_kv_tokens=5 * 64, num_slots=5, max_num_seqs=4, kv_layout="per_seq")
+    prompts = [tokens(rng, 20) for _ in range(4)]
+    # Slots 0..3 in order; they finish 1, 3, 0, 2: the cache's LRU order.
+    first = [harness.add(p, max_tokens=n) for p, n in zip(prompts, (9, 3, 12, 6), strict=True)]
+    harness.run()
+    assert [s.slot for s in first] == [None] * 4
+    assert harness.prefix_cache.slots == [1, 3, 0, 2]
+
+    start = len(harness.backend.batches)
+    new = [harness.add(tokens(rng, 20), max_tokens=8) for _ in range(2)]
+    harness.step()
+    assert sorted(s.slot for s in new if s.slot is not None) == [0, 1]
+    # LRU evicted 1 and 3; the prefix of the first chat (slot 0) moved to slot 3.
+    assert harness.prefix_cache.slots == [3, 2]
+    assert harness.prefix_cache.token_ids(3) == first[0].computed_token_ids()
+    again = harness.add(prompts[0] + tokens(rng, 4), max_tokens=5)
+    harness.run()
+    assert again.num_cached_tokens == 20
+    assert [consecutive_runs(b.slots.tolist()) for b in harness.backend.batches[start:]] == [1] * (
+        len(harness.backend.batches) - start
+    )
     harness.check_outputs()
     harness.check_drained()

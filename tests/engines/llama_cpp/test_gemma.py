@@ -37,6 +37,19 @@ PROMPTS = [
 ]
 
 
+def reference_gaps(
+    reference: llama_cpp.Llama, prompt_ids: list[int], generated: list[int]
+) -> np.ndarray:
+    """How far below the reference's best logit each generated token scored (0: its
+    argmax), teacher-forced on the prompt and the tokens before it."""
+    reference.reset()
+    reference.eval(prompt_ids + generated[:-1])
+    start = len(prompt_ids) - 1
+    scores = np.asarray(reference.scores[start : start + len(generated)])
+    gaps: np.ndarray = scores.max(axis=1) - scores[np.arange(len(generated)), generated]
+    return gaps
+
+
 def test_single_request_matches_create_completion(gemma_model_path: Path) -> None:
     prompt = "The capital of France is"
     engine = make_engine(gemma_model_path)
@@ -161,10 +174,49 @@ def test_a_system_prompt_shared_past_the_window_serves_later_chats(
         assert usage is not None and prompt_ids is not None
         assert usage.cached_tokens >= 1800
         generated = joined(outputs)[1]
-        reference.reset()
-        reference.eval(prompt_ids + generated[:-1])
-        start = len(prompt_ids) - 1
-        scores = np.asarray(reference.scores[start : start + len(generated)])
-        gaps = scores.max(axis=1) - scores[np.arange(len(generated)), generated]
+        gaps = reference_gaps(reference, prompt_ids, generated)
         assert (gaps == 0).sum() >= len(generated) - 1 and gaps.max() <= 1.0, gaps
     reference.close()
+
+
+def test_a_cached_prefix_moved_out_of_a_new_sequences_way_still_serves(
+    gemma_model_path: Path,
+) -> None:
+    """Per-sequence streams: chats that finished out of order leave their KV in scattered
+    slots; new sequences run in consecutive slots, and a finished chat's KV in the way
+    moves to another stream (a whole-stream copy). Continuing that chat later reuses the
+    moved KV, and its tokens are the reference's argmax (teacher-forced)."""
+    engine = make_engine(
+        gemma_model_path, max_num_seqs=4, num_prefix_cache_slots=1, kv_layout="per-seq"
+    )
+    for i, max_tokens in enumerate((6, 3, 12, 9)):  # Slots 0..3 finish 1, 0, 3, 2.
+        engine.add_request(
+            request(f"first-{i}", PROMPTS[i], max_tokens=max_tokens, ignore_eos=True)
+        )
+    run_all(engine)
+    cache = engine.scheduler.prefix_cache
+    assert cache.slots == [1, 0, 3, 2]
+    before = {slot: cache.token_ids(slot) for slot in cache.slots}
+    # These share only <bos> with the cached chats: the first takes slot 0 (LRU evicts
+    # it), the second's eviction frees slot 2, and slot 1's chat moves there.
+    for i in (4, 6):
+        engine.add_request(request(f"new-{i}", PROMPTS[i], max_tokens=8, ignore_eos=True))
+    engine.step()
+    running = sorted(seq.slot for seq in engine.scheduler.running if seq.slot is not None)
+    assert running == list(range(running[0], running[0] + 2))
+    moved = [
+        slot for slot in cache.slots if before.get(slot) != cache.token_ids(slot)
+    ]  # An entry now in a slot that held another one (or none) before.
+    assert len(moved) == 1 and cache.token_ids(moved[0]) in before.values()
+    history = cache.token_ids(moved[0])
+    run_all(engine)
+    again = history + engine.backend.tokenize(" And the next one is", False)
+    engine.add_request(request("again", again, max_tokens=8, ignore_eos=True))
+    outputs = run_all(engine)["again"]
+    engine.close()
+    usage = outputs[-1].usage
+    assert usage is not None and usage.cached_tokens == len(history)
+    reference = llama_cpp.Llama(str(gemma_model_path), n_ctx=512, logits_all=True, verbose=False)
+    gaps = reference_gaps(reference, again, joined(outputs)[1])
+    reference.close()
+    assert (gaps == 0).sum() >= len(gaps) - 1 and gaps.max() <= 1.0, gaps

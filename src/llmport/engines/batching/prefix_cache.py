@@ -73,6 +73,13 @@ class PrefixCache:
             for slot, cached in self._entries.items()
         )
 
+    def move(self, src: int, dst: int) -> None:
+        """Move the entry in ``src`` to the free slot ``dst``, keeping its place in the LRU."""
+        self.kv.move(src, dst)
+        self._entries = OrderedDict(
+            (dst if slot == src else slot, tokens) for slot, tokens in self._entries.items()
+        )
+
     def take(self, slot: int) -> None:
         """Hand an entry's slot to a sequence (it keeps the cells, the cache forgets them)."""
         del self._entries[slot]

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from llmport.engines.batching.backend import KvCacheFull
 from llmport.engines.batching.kv import KvPolicy
-from llmport.engines.batching.prefix_cache import PrefixCache, common_prefix_len
+from llmport.engines.batching.prefix_cache import PrefixCache, PrefixMatch, common_prefix_len
 from llmport.engines.batching.sequence import Sequence, SequenceStatus
 from llmport.types import FinishReason
 
@@ -213,7 +213,8 @@ class Scheduler:
         ):
             pass
         if self.kv.can_allocate():
-            slot = self.kv.allocate()
+            place, match = self._place(match)
+            slot = self.kv.allocate(place)
             assert slot is not None
             if match is not None:
                 self.kv.share_prefix(match.slot, slot, reused)
@@ -233,6 +234,34 @@ class Scheduler:
             return False
         self._start(seq, slot, reused)
         return True
+
+    def _place(self, match: PrefixMatch | None) -> tuple[int | None, PrefixMatch | None]:
+        """Where a new sequence should run (None: the policy's lowest free slot), and the
+        prefix match, moved if its entry had to make way.
+
+        Per-sequence streams: llama.cpp batches only consecutive slots together, so after
+        chats finish out of order, new ones placed by chance in slots 1, 3, 5... would
+        cost a forward pass each per step. The new sequence takes the slot with the most
+        running neighbours (a free one on a tie, then the lowest); a cached prefix held
+        there first moves to the highest free slot: a stream copy, not a prefill.
+        """
+        if not self.kv.packs_slots:
+            return None, match
+        free = self.kv.free_run_slots
+        cached = [slot for slot in self.prefix_cache.slots if self.kv.can_run_in(slot)]
+        running = {seq.slot for seq in self.running}
+
+        def cost(slot: int) -> tuple[int, bool, int]:
+            neighbours = (slot - 1 in running) + (slot + 1 in running)
+            return -neighbours, slot not in free, slot
+
+        place = min([*free, *cached], key=cost)
+        if place in free:
+            return place, match
+        self.prefix_cache.move(place, free[-1])
+        if match is not None and match.slot == place:
+            match = PrefixMatch(free[-1], match.num_tokens)
+        return place, match
 
     def _keep_prefix(self, src: int, token_ids: list[int]) -> None:
         """Copy a prefix that a new prompt shares with a running one into a spare slot, as

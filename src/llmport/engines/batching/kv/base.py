@@ -30,6 +30,9 @@ class KvPolicy(ABC):
     """
 
     layout: ClassVar[str]
+    #: llama.cpp puts only consecutive slots' tokens in one micro-batch (per-sequence
+    #: streams), so where a new sequence runs decides how many forward passes a step takes.
+    packs_slots: ClassVar[bool] = False
 
     def __init__(self, backend: Backend, num_run_slots: int | None = None) -> None:
         """``num_run_slots``: the lowest slots, where sequences run (default: all)."""
@@ -64,8 +67,17 @@ class KvPolicy(ABC):
         has_slot = bool(self._free_slots) and self.can_run_in(self._free_slots[0])
         return has_slot and self.room() >= 1
 
-    def allocate(self) -> int | None:
-        """The lowest free slot a sequence may run in, empty; None when there is none."""
+    @property
+    def free_run_slots(self) -> list[int]:
+        """Free slots a sequence may run in, lowest first."""
+        return sorted(slot for slot in self._free_slots if self.can_run_in(slot))
+
+    def allocate(self, slot: int | None = None) -> int | None:
+        """A free slot a sequence may run in (``slot``, else the lowest), empty; None when
+        there is none."""
+        if slot is not None:
+            assert slot in self._free_slots and self.can_run_in(slot)
+            return self._take_free(slot)
         if not self._free_slots or not self.can_run_in(self._free_slots[0]):
             return None
         return self._take(heapq.heappop(self._free_slots))
@@ -75,7 +87,9 @@ class KvPolicy(ABC):
         spare = [slot for slot in self._free_slots if self.is_spare(slot)]
         if not spare:
             return None
-        slot = max(spare)
+        return self._take_free(max(spare))
+
+    def _take_free(self, slot: int) -> int:
         self._free_slots.remove(slot)
         heapq.heapify(self._free_slots)
         return self._take(slot)
@@ -100,6 +114,14 @@ class KvPolicy(ABC):
         """Give the empty slot ``dst`` the first ``num_tokens`` tokens of ``src``."""
         self.backend.copy_prefix(src, dst, num_tokens)
         self._num_tokens[dst] = num_tokens
+
+    def move(self, src: int, dst: int) -> None:
+        """Move the tokens of slot ``src`` into the free slot ``dst``; ``src`` is free after.
+        (Per sequence, llama.cpp copies the whole stream at the next decode, before the
+        batch that may already write into ``src``.)"""
+        self._take_free(dst)
+        self.share_prefix(src, dst, self._num_tokens[src])
+        self.free(src)
 
     def append(self, slot: int, num_tokens: int) -> None:
         """The forward pass computed ``num_tokens`` more tokens of the slot."""

@@ -10,6 +10,9 @@ copy), and the backend trims the copy to the prefix. Slots not running a
 sequence keep finished sequences' KV as the prefix cache until a new sequence
 needs the stream.
 
+llama.cpp batches only consecutive streams' tokens together (a step over slots
+1, 3 and 5 takes three forward passes), so the scheduler places a new sequence
+next to the running ones (``packs_slots``), moving a cached prefix out of its way.
 Sequences run in the lowest ``num_run_slots`` slots (``max_num_seqs``), so a full
 load is one dense range; the slots above are spare streams that only hold prefixes
 copied for the cache, where a finished sequence would have let its sliding-window
@@ -24,6 +27,7 @@ from llmport.engines.batching.kv.base import KvPolicy
 
 class PerSeqKv(KvPolicy):
     layout = "per_seq"
+    packs_slots = True
 
     def __init__(self, backend: Backend, num_run_slots: int | None = None) -> None:
         super().__init__(backend, num_run_slots)
