@@ -667,3 +667,21 @@ def test_per_sequence_new_sequences_join_the_running_slots_and_cached_prefixes_m
     )
     harness.check_outputs()
     harness.check_drained()
+
+
+@pytest.mark.parametrize("layout", ["unified", "per_seq"])
+def test_a_few_shared_tokens_are_shared_only_where_sharing_copies_nothing(layout: str) -> None:
+    """Per sequence a shared prefix costs a whole-stream copy, which the first few tokens
+    of a prompt (often only <bos>) do not repay; a unified cache shares cells for free."""
+    rng = random.Random(22)
+    harness = Harness(kv_layout=layout)
+    first = harness.add(tokens(rng, 20), max_tokens=4)
+    harness.run()
+    short = harness.add(first.token_ids[:5] + tokens(rng, 10), max_tokens=4)
+    harness.run()
+    long = harness.add(first.token_ids[:12] + tokens(rng, 10), max_tokens=4)
+    harness.run()
+    assert short.num_cached_tokens == (5 if layout == "unified" else 0)
+    assert long.num_cached_tokens == 12
+    harness.check_outputs()
+    harness.check_drained()

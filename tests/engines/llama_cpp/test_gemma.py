@@ -189,16 +189,16 @@ def test_a_cached_prefix_moved_out_of_a_new_sequences_way_still_serves(
     engine = make_engine(
         gemma_model_path, max_num_seqs=4, num_prefix_cache_slots=1, kv_layout="per-seq"
     )
-    for i, max_tokens in enumerate((6, 3, 12, 9)):  # Slots 0..3 finish 1, 0, 3, 2.
+    for i, max_tokens in enumerate((9, 3, 12, 6)):  # Slots 0..3 finish 1, 3, 0, 2.
         engine.add_request(
             request(f"first-{i}", PROMPTS[i], max_tokens=max_tokens, ignore_eos=True)
         )
     run_all(engine)
     cache = engine.scheduler.prefix_cache
-    assert cache.slots == [1, 0, 3, 2]
+    assert cache.slots == [1, 3, 0, 2]
     before = {slot: cache.token_ids(slot) for slot in cache.slots}
-    # These share only <bos> with the cached chats: the first takes slot 0 (LRU evicts
-    # it), the second's eviction frees slot 2, and slot 1's chat moves there.
+    # The LRU frees slot 1 for the first new chat, then slot 3; the second takes slot 0,
+    # next to the first, and the chat cached there moves to slot 3.
     for i in (4, 6):
         engine.add_request(request(f"new-{i}", PROMPTS[i], max_tokens=8, ignore_eos=True))
     engine.step()

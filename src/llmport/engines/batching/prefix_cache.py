@@ -51,13 +51,17 @@ class PrefixCache:
     def find(
         self, token_ids: list[int], running: Iterable[tuple[int, list[int]]] = ()
     ) -> PrefixMatch | None:
-        """Longest usable prefix of ``token_ids`` among entries and running (slot, tokens)."""
+        """Longest usable prefix of ``token_ids`` among entries and running (slot, tokens),
+        if it is at least the policy's ``min_shared_prefix`` (sharing only <bos> would copy
+        a stream per sequence, and touch that entry in the LRU)."""
         query = np.asarray(token_ids, dtype=np.int32)
         best: PrefixMatch | None = None
         candidates = [*self._entries.items(), *((s, np.asarray(t, np.int32)) for s, t in running)]
         for slot, cached in candidates:
             length = common_prefix_len(query, cached)
-            is_longer = length and (best is None or length > best.num_tokens)
+            is_longer = length >= self.kv.min_shared_prefix and (
+                best is None or length > best.num_tokens
+            )
             if is_longer and self.kv.backend.can_reuse_prefix(slot, length):
                 best = PrefixMatch(slot, length)
         if best is not None and best.slot in self._entries:

@@ -33,6 +33,9 @@ class KvPolicy(ABC):
     #: llama.cpp puts only consecutive slots' tokens in one micro-batch (per-sequence
     #: streams), so where a new sequence runs decides how many forward passes a step takes.
     packs_slots: ClassVar[bool] = False
+    #: The shortest prefix worth sharing into a new slot: per sequence a share copies a
+    #: whole stream, which a prompt's first few tokens (often only <bos>) do not repay.
+    min_shared_prefix: ClassVar[int] = 1
 
     def __init__(self, backend: Backend, num_run_slots: int | None = None) -> None:
         """``num_run_slots``: the lowest slots, where sequences run (default: all)."""

@@ -28,6 +28,7 @@ from llmport.engines.batching.kv.base import KvPolicy
 class PerSeqKv(KvPolicy):
     layout = "per_seq"
     packs_slots = True
+    min_shared_prefix = 8
 
     def __init__(self, backend: Backend, num_run_slots: int | None = None) -> None:
         super().__init__(backend, num_run_slots)
